@@ -9,7 +9,8 @@ Batch-first: ``recommend`` takes a CSR matrix of ``n`` user rows and returns ``(
 ``(n, k)`` arrays; rows with fewer than ``k`` candidates are padded with id ``-1`` and score ``-inf``.
 
 Optional abilities are separate small protocols checked with ``isinstance``:
-:class:`HasItemEmbeddings` (the real-time updater lives in that space) and :class:`SupportsScoring`.
+:class:`HasItemEmbeddings` (the real-time updater lives in that space), :class:`SupportsScoring` and
+:class:`SupportsPartialFit` (iterative families that can continue training, for per-epoch tuning).
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ import scipy.sparse as sp
 class Recommender(Protocol):
     """What every family answers. Constructors take keyword hyperparameters only."""
 
-    def fit(
-        self, interactions: sp.csr_matrix, item_features: sp.csr_matrix | None = None
-    ) -> Recommender:
+    def fit(self, interactions: sp.csr_matrix, item_features: sp.csr_matrix | None = None) -> Recommender:
         """Learn from a users x items confidence matrix; return ``self``."""
         ...
 
@@ -79,3 +78,15 @@ class HasItemEmbeddings(Protocol):
     def fold_in(self, user_rows: sp.csr_matrix) -> np.ndarray:
         """``(n, d)`` user vectors for history rows, without refitting."""
         ...
+
+
+@runtime_checkable
+class SupportsPartialFit(Protocol):
+    """An iterative model that can continue training from its current state (ALS, BPR).
+
+    ``partial_fit(X, epochs)`` on an unfitted model starts from scratch; on a fitted one it runs
+    ``epochs`` more iterations on the same training matrix; the fitted model's ``epochs_done_``
+    counts all of them. A tuner reports a validation metric between calls (e.g. Ray Tune's ASHA).
+    """
+
+    def partial_fit(self, interactions: sp.csr_matrix, epochs: int = 1) -> SupportsPartialFit: ...

@@ -1,0 +1,36 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is a step they use.
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+OUT    ?= out
+
+export OPENBLAS_NUM_THREADS := 1
+export RAY_DEDUP_LOGS := 1
+
+.PHONY: setup demo test lint pytest bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/wayfinder preprocess --source movielens:data/ml-latest-small --out $(OUT)/data
+
+test: setup lint pytest
+
+lint: setup
+	$(BIN)/ruff check recsys jobs serving tests benchmarks
+	$(BIN)/mypy recsys jobs serving
+
+pytest: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks.preprocess
+
+clean:
+	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache

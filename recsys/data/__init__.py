@@ -1,0 +1,1 @@
+"""Data: the schema, readers of raw files, cleaning and storage of interaction events."""

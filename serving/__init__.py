@@ -1,0 +1,1 @@
+"""The Ray Serve application: deployments that wrap recsys objects behind a FastAPI ingress."""
