@@ -24,6 +24,7 @@ test: setup lint pytest
 
 lint: setup
 	$(BIN)/ruff check recsys jobs serving tests benchmarks
+	$(BIN)/ruff format --check recsys jobs serving tests benchmarks
 	$(BIN)/mypy recsys jobs serving
 
 pytest: setup

@@ -43,3 +43,4 @@ def configure_data_context(*, progress_bars: bool = False) -> None:
     ctx.enable_progress_bars = progress_bars
     ctx.print_on_execution_start = False
     ctx.enable_arrow_backed_pandas_conversion = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress lines say enough

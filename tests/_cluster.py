@@ -58,6 +58,12 @@ class LocalCluster:
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={self.dashboard_port}",
             f"--num-cpus={self.num_cpus}",
+            # every port explicit: a second cluster on this machine (the test session's) holds defaults
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--dashboard-agent-grpc-port={free_port()}",
+            f"--runtime-env-agent-port={free_port()}",
+            f"--metrics-export-port={free_port()}",
             f"--temp-dir={self.temp_dir}",
             "--disable-usage-stats",
         ]
@@ -79,7 +85,12 @@ class LocalCluster:
             "--",
             *entrypoint,
         ]
-        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+        deadline = time.monotonic() + 90
+        while True:  # right after start the job agent may not be up yet; Ray says to try again later
+            finished = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+            if "No available agent" not in finished.stderr or time.monotonic() > deadline:
+                return finished
+            time.sleep(2)
 
     def _own_processes(self) -> list[psutil.Process]:
         markers = (self.temp_dir, f":{self.gcs_port}", f"--port={self.dashboard_port}")

@@ -40,18 +40,25 @@ def map_columns(
     names = [column_map.get(name, name) for name in found]
     reserved = sorted(set(names) & set(BOOKKEEPING_COLUMNS))
     if reserved:
-        raise SchemaError(f"columns {reserved} are reserved for Wayfinder's bookkeeping; rename them",
-                          file=file.uri, column=reserved[0])
+        raise SchemaError(
+            f"columns {reserved} are reserved for Wayfinder's bookkeeping; rename them",
+            file=file.uri,
+            column=reserved[0],
+        )
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:
-        raise SchemaError(f"columns {duplicated} appear more than once after renaming; found {list(found)}",
-                          file=file.uri, column=duplicated[0])
+        raise SchemaError(
+            f"columns {duplicated} appear more than once after renaming; found {list(found)}",
+            file=file.uri,
+            column=duplicated[0],
+        )
     missing = [name for name in required if name not in names]
     if missing:
         raise SchemaError(
             f"required column(s) {missing} not found; the file has {list(found)}. Rename columns with a "
             "column map (source name -> schema name)",
-            file=file.uri, column=missing[0],
+            file=file.uri,
+            column=missing[0],
         )
     return names
 
@@ -112,10 +119,15 @@ def iter_csv(
         with _utf8_stream(file, encoding) as stream:
             reader = pacsv.open_csv(
                 stream,
-                read_options=pacsv.ReadOptions(use_threads=False, block_size=_BLOCK_BYTES,
-                                               column_names=names, skip_rows=skip),
-                parse_options=pacsv.ParseOptions(delimiter=file.delimiter, newlines_in_values=True,
-                                                 ignore_empty_lines=False, invalid_row_handler=on_invalid),
+                read_options=pacsv.ReadOptions(
+                    use_threads=False, block_size=_BLOCK_BYTES, column_names=names, skip_rows=skip
+                ),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=file.delimiter,
+                    newlines_in_values=True,
+                    ignore_empty_lines=False,
+                    invalid_row_handler=on_invalid,
+                ),
                 convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
             )
             tables = _numbered_csv_tables(reader, invalid, names, file)
@@ -150,7 +162,10 @@ def _numbered_csv_tables(
 
 
 def _csv_block(
-    batch: pa.RecordBatch | None, rows: np.ndarray, bad: list[tuple[int, str]], names: list[str],
+    batch: pa.RecordBatch | None,
+    rows: np.ndarray,
+    bad: list[tuple[int, str]],
+    names: list[str],
     file: FileRef,
 ) -> pa.Table:
     uri, delimiter = file.uri, file.delimiter
@@ -160,15 +175,19 @@ def _csv_block(
         columns = batch.columns
         blank = np.logical_and.reduce([pc.equal(c, "").to_numpy(zero_copy_only=False) for c in columns])
         mangled = np.logical_or.reduce(
-            [pc.match_substring(c, "\ufffd").to_numpy(zero_copy_only=False) for c in columns])
+            [pc.match_substring(c, "\ufffd").to_numpy(zero_copy_only=False) for c in columns]
+        )
         if mangled.any():
             picked = [c.filter(pa.array(mangled)).to_pylist() for c in columns]
             texts = [delimiter.join(v or "" for v in values) for values in zip(*picked, strict=True)]
             parts.append(_quarantined(names, uri, rows[mangled].tolist(), BAD_ENCODING, texts))
             interleaved = True
         keep = ~blank & ~mangled
-        good = pa.Table.from_batches([batch]).filter(pa.array(keep)) if not keep.all() else \
-            pa.Table.from_batches([batch])
+        good = (
+            pa.Table.from_batches([batch]).filter(pa.array(keep))
+            if not keep.all()
+            else pa.Table.from_batches([batch])
+        )
         parts.append(with_bookkeeping(good, uri, rows[keep]))
     table = pa.concat_tables(parts)
     return table.take(pc.sort_indices(table[s.SOURCE_ROW])) if interleaved else table
@@ -260,8 +279,12 @@ def _parse_json_line(
 
 
 def _json_names(
-    file: FileRef, keys: Mapping[str, None], column_map: Mapping[str, str], required: Collection[str],
-    reasons: list[str | None], names: list[str] | None,
+    file: FileRef,
+    keys: Mapping[str, None],
+    column_map: Mapping[str, str],
+    required: Collection[str],
+    reasons: list[str | None],
+    names: list[str] | None,
 ) -> list[str] | None:
     """Check the keys once the first batch with good records is read (JSON has no header, so a
     required column is 'absent' when no good record of that batch has it); later keys are checked
@@ -272,8 +295,13 @@ def _json_names(
 
 
 def _json_frame(
-    file: FileRef, records: list[dict[str, object]], keys: Mapping[str, None],
-    column_map: Mapping[str, str], rows: list[int], reasons: list[str | None], raws: list[str | None],
+    file: FileRef,
+    records: list[dict[str, object]],
+    keys: Mapping[str, None],
+    column_map: Mapping[str, str],
+    rows: list[int],
+    reasons: list[str | None],
+    raws: list[str | None],
 ) -> pd.DataFrame:
     frame = pd.DataFrame(records, columns=list(keys), dtype=object)  # object: ints stay ints
     frame = frame.rename(columns=dict(column_map))

@@ -55,9 +55,27 @@ _RATING_COLUMNS = (s.USER_ID, s.ITEM_ID, s.VALUE, s.TIMESTAMP)
 _SEPARATORS = ("sep1", "sep2", "sep3")
 _DAT_COLUMNS = (s.USER_ID, "sep1", s.ITEM_ID, "sep2", s.VALUE, "sep3", s.TIMESTAMP)
 _LATEST_MAP = {"userId": s.USER_ID, "movieId": s.ITEM_ID, "rating": s.VALUE, "timestamp": s.TIMESTAMP}
-_GENRES_100K = ("unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-                "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-                "Sci-Fi", "Thriller", "War", "Western")
+_GENRES_100K = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 _NO_GENRE = frozenset({"(no genres listed)", "unknown"})
 _TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:\s*[–-]\s*\d{0,4})?\)\s*$")
 _MAX_EPOCH_S = 1e11
@@ -102,8 +120,9 @@ class MovieLensSource:
             if all(name in files for name in required):
                 return cls(directory, layout, files)
         expected = "; ".join(f"{' + '.join(names)} ({layout})" for layout, names in _LAYOUTS.items())
-        raise FormatError(f"not a MovieLens directory: expected {expected}; found {sorted(files)[:20]}",
-                          file=directory)
+        raise FormatError(
+            f"not a MovieLens directory: expected {expected}; found {sorted(files)[:20]}", file=directory
+        )
 
     def describe(self) -> str:
         return f"MovieLens ({self.layout} layout) at {self.directory}"
@@ -120,8 +139,9 @@ class MovieLensSource:
     def batches(self, file: FileRef, *, batch_rows: int = 262_144) -> Iterator[pd.DataFrame]:
         """Events of one ratings file in batches, with the bookkeeping columns of the reader."""
         column_map = _LATEST_MAP if file.column_names is None else None
-        for batch in iter_batches(file, column_map=column_map, batch_rows=batch_rows,
-                                  required=_RATING_COLUMNS):
+        for batch in iter_batches(
+            file, column_map=column_map, batch_rows=batch_rows, required=_RATING_COLUMNS
+        ):
             yield self.to_events(batch, separator=file.delimiter)
 
     @staticmethod
@@ -156,24 +176,30 @@ class MovieLensSource:
         stamps = pd.to_datetime((seconds * 1000).round(), unit="ms", utc=True).astype("datetime64[ms, UTC]")
         complete = _given(text[s.USER_ID]) & _given(text[s.ITEM_ID]) & _given(text[s.TIMESTAMP])
         event_id = "ml-" + text[s.USER_ID] + "-" + text[s.ITEM_ID] + "-" + text[s.TIMESTAMP]
-        return pd.DataFrame({
-            s.USER_ID: text[s.USER_ID],
-            s.ITEM_ID: text[s.ITEM_ID],
-            s.EVENT_TYPE: pd.Series("rating", index=batch.index, dtype="str").where(unset),
-            s.VALUE: value,
-            s.TIMESTAMP: stamps,
-            s.EVENT_ID: event_id.where(complete),
-            s.SOURCE_FILE: batch[s.SOURCE_FILE],
-            s.SOURCE_ROW: batch[s.SOURCE_ROW].astype("int64"),
-            s.REASON: pd.Series(reason, index=batch.index, dtype="str"),
-            s.RAW: pd.Series(raw, index=batch.index, dtype="str"),
-        })
+        return pd.DataFrame(
+            {
+                s.USER_ID: text[s.USER_ID],
+                s.ITEM_ID: text[s.ITEM_ID],
+                s.EVENT_TYPE: pd.Series("rating", index=batch.index, dtype="str").where(unset),
+                s.VALUE: value,
+                s.TIMESTAMP: stamps,
+                s.EVENT_ID: event_id.where(complete),
+                s.SOURCE_FILE: batch[s.SOURCE_FILE],
+                s.SOURCE_ROW: batch[s.SOURCE_ROW].astype("int64"),
+                s.REASON: pd.Series(reason, index=batch.index, dtype="str"),
+                s.RAW: pd.Series(raw, index=batch.index, dtype="str"),
+            }
+        )
 
     def load_items(self) -> pd.DataFrame:
         """The catalogue: item_id, title, text, categories, tags, year."""
         if self.layout == "latest":
-            movies = read_table(self.files["movies.csv"].uri, "csv", {"movieId": s.ITEM_ID},
-                                required=(s.ITEM_ID, "title", "genres"))
+            movies = read_table(
+                self.files["movies.csv"].uri,
+                "csv",
+                {"movieId": s.ITEM_ID},
+                required=(s.ITEM_ID, "title", "genres"),
+            )
             ids = movies[s.ITEM_ID].astype("str").str.strip().tolist()
             genres = [_genres(g.split("|")) for g in movies["genres"].fillna("").astype("str")]
             items = _items(ids, movies["title"].fillna("").astype("str").tolist(), genres)
@@ -181,12 +207,16 @@ class MovieLensSource:
             if tags is None:
                 return items
             table = read_table(tags.uri, "csv", {"movieId": s.ITEM_ID}, required=(s.ITEM_ID, "tag"))
-            return _with_tags(items, table[s.ITEM_ID].astype("str").tolist(),
-                              table["tag"].astype("str").tolist())
+            return _with_tags(
+                items, table[s.ITEM_ID].astype("str").tolist(), table["tag"].astype("str").tolist()
+            )
         if self.layout == "dat":
             rows = _split_lines(self.files["movies.dat"], "::", 3)
-            items = _items([r[0] for r in rows], ["::".join(r[1:-1]) for r in rows],
-                           [_genres(r[-1].split("|")) for r in rows])
+            items = _items(
+                [r[0] for r in rows],
+                ["::".join(r[1:-1]) for r in rows],
+                [_genres(r[-1].split("|")) for r in rows],
+            )
             if "tags.dat" not in self.files:
                 return items
             tag_rows = _split_lines(self.files["tags.dat"], "::", 4)
@@ -195,8 +225,9 @@ class MovieLensSource:
         if "u.genre" in self.files:
             names = tuple(r[0] for r in _split_lines(self.files["u.genre"], "|", 2))
         rows = _split_lines(self.files["u.item"], "|", 5 + len(names))
-        genres = [_genres([n for n, flag in zip(names, r[-len(names):], strict=True) if flag == "1"])
-                  for r in rows]
+        genres = [
+            _genres([n for n, flag in zip(names, r[-len(names) :], strict=True) if flag == "1"]) for r in rows
+        ]
         items = _items([r[0] for r in rows], [r[1] for r in rows], genres)
         release_year = pd.to_numeric(pd.Series([r[2][-4:] for r in rows]), errors="coerce")
         items["year"] = items["year"].fillna(release_year.astype("float64"))
@@ -229,8 +260,11 @@ def load_movielens(directory: str) -> MovieLensData:
     bad = events[s.REASON].notna().to_numpy()
     if bad.any():
         first = events[bad].iloc[0]
-        raise FormatError(f"{int(bad.sum())} rating row(s) are unusable, e.g. {first[s.REASON]}: "
-                          f"{first[s.RAW]!r}", file=str(first[s.SOURCE_FILE]), row=int(first[s.SOURCE_ROW]))
+        raise FormatError(
+            f"{int(bad.sum())} rating row(s) are unusable, e.g. {first[s.REASON]}: {first[s.RAW]!r}",
+            file=str(first[s.SOURCE_FILE]),
+            row=int(first[s.SOURCE_ROW]),
+        )
     events = events.drop(columns=list(BOOKKEEPING_COLUMNS))
     return MovieLensData(events=events, items=source.load_items(), users=source.load_users())
 
@@ -260,8 +294,11 @@ def _split_lines(ref: FileRef, separator: str, min_fields: int) -> list[list[str
             continue
         fields = [field.strip() for field in line.split(separator)]
         if len(fields) < min_fields:
-            raise FormatError(f"expected at least {min_fields} {separator!r}-separated fields, got "
-                              f"{len(fields)}: {line!r}", file=ref.uri, row=number)
+            raise FormatError(
+                f"expected at least {min_fields} {separator!r}-separated fields, got {len(fields)}: {line!r}",
+                file=ref.uri,
+                row=number,
+            )
         rows.append(fields)
     return rows
 
@@ -273,14 +310,16 @@ def _genres(names: Sequence[str]) -> list[str]:
 def _items(ids: Sequence[str], titles: Sequence[str], genres: Sequence[list[str]]) -> pd.DataFrame:
     parsed = pd.Series(list(titles), dtype="str").str.strip().str.extract(_TITLE_YEAR)
     clean_titles = parsed["title"].fillna(pd.Series(list(titles), dtype="str").str.strip())
-    return pd.DataFrame({
-        s.ITEM_ID: pd.Series([i.strip() for i in ids], dtype="str"),
-        s.TITLE: clean_titles.astype("str"),
-        s.TEXT: pd.Series([""] * len(ids), dtype="str"),
-        s.CATEGORIES: list(genres),
-        s.TAGS: [[] for _ in ids],
-        "year": pd.to_numeric(parsed["year"], errors="coerce").astype("float64"),
-    })
+    return pd.DataFrame(
+        {
+            s.ITEM_ID: pd.Series([i.strip() for i in ids], dtype="str"),
+            s.TITLE: clean_titles.astype("str"),
+            s.TEXT: pd.Series([""] * len(ids), dtype="str"),
+            s.CATEGORIES: list(genres),
+            s.TAGS: [[] for _ in ids],
+            "year": pd.to_numeric(parsed["year"], errors="coerce").astype("float64"),
+        }
+    )
 
 
 def _with_tags(items: pd.DataFrame, item_ids: Sequence[str], tags: Sequence[str]) -> pd.DataFrame:

@@ -51,8 +51,11 @@ class PreprocessConfig(BaseModel):
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
     weights: WeightConfig = Field(default_factory=WeightConfig)
     batch_rows: int = Field(default=262_144, ge=1)
-    bucket_bytes: int = Field(default=96 * 2**20, ge=1)
+    bucket_bytes: int = Field(default=32 * 2**20, ge=1)
     """Source bytes per user bucket; more input means more buckets, each bounded in memory."""
+    min_buckets: int = Field(default=8, ge=1)
+    """At least this many buckets, so stages 2 and 3 have pieces to run in parallel. It does not
+    depend on the executor, so serial and parallel runs write the same files."""
     max_buckets: int = Field(default=4096, ge=1)
 
     @model_validator(mode="after")
@@ -114,7 +117,8 @@ class FinalStats:
 
 def bucket_count(total_bytes: int, config: PreprocessConfig) -> int:
     """Number of user buckets for an input of ``total_bytes``."""
-    return max(1, min(config.max_buckets, math.ceil(total_bytes / config.bucket_bytes)))
+    wanted = max(config.min_buckets, math.ceil(total_bytes / config.bucket_bytes))
+    return max(1, min(config.max_buckets, wanted))
 
 
 def bucket_of(user_ids: pd.Series, n_buckets: int) -> np.ndarray:

@@ -83,8 +83,14 @@ _FORMATS: dict[str, tuple[Format, str]] = {
     ".ndjson": ("jsonl", ","),
     ".json": ("jsonl", ","),
 }
-_FORMAT_ALIASES: dict[str, Format] = {"csv": "csv", "tsv": "csv", "parquet": "parquet", "jsonl": "jsonl",
-                                      "json": "jsonl", "ndjson": "jsonl"}
+_FORMAT_ALIASES: dict[str, Format] = {
+    "csv": "csv",
+    "tsv": "csv",
+    "parquet": "parquet",
+    "jsonl": "jsonl",
+    "json": "jsonl",
+    "ndjson": "jsonl",
+}
 _COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
 
 
@@ -142,9 +148,7 @@ class FileRef:
         return self.filesystem.open_input_stream(self.path, compression=self.compression)
 
 
-def _file_ref(
-    filesystem: pafs.FileSystem, path: str, prefix: str, size: int, fmt: str | None
-) -> FileRef:
+def _file_ref(filesystem: pafs.FileSystem, path: str, prefix: str, size: int, fmt: str | None) -> FileRef:
     """A :class:`FileRef`, its format inferred from the extension unless ``fmt`` is given."""
     name = PurePosixPath(path).name.lower()
     suffixes = PurePosixPath(name).suffixes
@@ -163,8 +167,9 @@ def _file_ref(
             file=prefix + path,
         )
     kind, delimiter = inferred
-    return FileRef(prefix + path, path, kind, filesystem, size,
-                   None if kind == "parquet" else compression, delimiter)
+    return FileRef(
+        prefix + path, path, kind, filesystem, size, None if kind == "parquet" else compression, delimiter
+    )
 
 
 def list_files(uri: str, fmt: str | None = None, *, recursive: bool = True) -> list[FileRef]:
@@ -184,7 +189,7 @@ def list_files(uri: str, fmt: str | None = None, *, recursive: bool = True) -> l
     root = path.rstrip("/")
     refs = []
     for entry in filesystem.get_file_info(pafs.FileSelector(path, recursive=recursive)):
-        relative = entry.path[len(root):].lstrip("/")
+        relative = entry.path[len(root) :].lstrip("/")
         if entry.type != pafs.FileType.File or any(part[:1] in "._" for part in relative.split("/")):
             continue
         refs.append(_file_ref(filesystem, entry.path, prefix, entry.size or 0, fmt))
@@ -239,8 +244,11 @@ def read_table(
             bad = batch[s.REASON].notna().to_numpy()
             if bad.any():
                 first = batch[bad].iloc[0]
-                raise FormatError(f"{int(bad.sum())} row(s) are {first[s.REASON]}, e.g. {first[s.RAW]!r}; "
-                                  "fix the file", file=ref.uri, row=int(first[s.SOURCE_ROW]))
+                raise FormatError(
+                    f"{int(bad.sum())} row(s) are {first[s.REASON]}, e.g. {first[s.RAW]!r}; fix the file",
+                    file=ref.uri,
+                    row=int(first[s.SOURCE_ROW]),
+                )
             frames.append(batch.drop(columns=list(BOOKKEEPING_COLUMNS)))
     if not frames:
         return pd.DataFrame({name: pd.Series(dtype="str") for name in required})

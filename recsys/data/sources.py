@@ -85,15 +85,17 @@ class EventsSource:
     def load_items(self) -> pd.DataFrame | None:
         if self.items is None:
             return None
-        table = read_table(self.items, column_map=self.column_map, required=(s.ITEM_ID,),
-                           encoding=self.encoding)
+        table = read_table(
+            self.items, column_map=self.column_map, required=(s.ITEM_ID,), encoding=self.encoding
+        )
         return _typed_items(table)
 
     def load_users(self) -> pd.DataFrame | None:
         if self.users is None:
             return None
-        table = read_table(self.users, column_map=self.column_map, required=(s.USER_ID,),
-                           encoding=self.encoding)
+        table = read_table(
+            self.users, column_map=self.column_map, required=(s.USER_ID,), encoding=self.encoding
+        )
         table[s.USER_ID] = table[s.USER_ID].astype("str").str.strip()
         return table  # attributes stay as read: a zip code must not become a number
 
@@ -115,8 +117,10 @@ def parse_source(
         raise ConfigError(f"cannot parse source {spec!r}; use {_FORMS}")
     if kind == "movielens":
         if items or users or column_map:
-            raise ConfigError("a movielens: source brings its own items, users and columns; drop "
-                              "--items/--users/--map or use an events: source")
+            raise ConfigError(
+                "a movielens: source brings its own items, users and columns; drop "
+                "--items/--users/--map or use an events: source"
+            )
         return MovieLensSource.open(target)
     if kind == "events":
         return EventsSource(target, items=items, users=users, column_map=dict(column_map or {}))

@@ -101,7 +101,7 @@ def read_frames(location: Location, columns: list[str] | None = None) -> pd.Data
     if not files:
         raise SourceNotFoundError(f"no Parquet files found at {location.uri}")
     tables = [pq.read_table(f.path, filesystem=f.fs, columns=columns) for f in files]
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    return pa.concat_tables(tables, promote_options="permissive").combine_chunks().to_pandas()
 
 
 def write_json(payload: Any, location: Location) -> None:

@@ -20,14 +20,15 @@ def is_missing(value: Any) -> bool:
 def clean_strings(column: pd.Series | None, n_rows: int) -> tuple[list[str], int]:
     """Values as ``str`` with missing ones replaced by ``""``; also the number replaced.
 
-    An absent column (``None``) counts as ``n_rows`` missing values.
+    Blank strings count as missing too (CSV cannot tell an empty field from a null one). An absent
+    column (``None``) counts as ``n_rows`` missing values.
     """
     if column is None:
         return [""] * n_rows, n_rows
     out: list[str] = []
     n_missing = 0
     for value in column.tolist():
-        if is_missing(value):
+        if is_missing(value) or (isinstance(value, str) and not value.strip()):
             out.append("")
             n_missing += 1
         else:

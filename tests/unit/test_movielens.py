@@ -81,15 +81,39 @@ def _write(path: Path, text: str, encoding: str = "utf-8") -> None:
 @pytest.fixture
 def ml_100k(tmp_path: Path) -> Path:
     _write(tmp_path / "u.data", "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t377\t1\t878887116\n")
-    flags = {"242": [0, 0, 0, 0, 0, 1] + [0] * 13, "302": [0] * 8 + [1] + [0] * 7 + [1, 0, 0],
-             "377": [1] + [0] * 18}
-    titles = {"242": ("Kolya (1996)", "24-Jan-1997"), "302": ("L.A. Confidential (1997)", "01-Jan-1997"),
-              "377": ("Misérables, Les", "01-Jan-1995")}
+    flags = {
+        "242": [0, 0, 0, 0, 0, 1] + [0] * 13,
+        "302": [0] * 8 + [1] + [0] * 7 + [1, 0, 0],
+        "377": [1] + [0] * 18,
+    }
+    titles = {
+        "242": ("Kolya (1996)", "24-Jan-1997"),
+        "302": ("L.A. Confidential (1997)", "01-Jan-1997"),
+        "377": ("Misérables, Les", "01-Jan-1995"),
+    }
     item_lines = [f"{i}|{t}|{d}||http://x|" + "|".join(map(str, flags[i])) for i, (t, d) in titles.items()]
     _write(tmp_path / "u.item", "\n".join(item_lines) + "\n", "latin-1")
-    genres = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-              "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-              "Thriller", "War", "Western"]
+    genres = [
+        "unknown",
+        "Action",
+        "Adventure",
+        "Animation",
+        "Children's",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Fantasy",
+        "Film-Noir",
+        "Horror",
+        "Musical",
+        "Mystery",
+        "Romance",
+        "Sci-Fi",
+        "Thriller",
+        "War",
+        "Western",
+    ]
     _write(tmp_path / "u.genre", "".join(f"{g}|{i}\n" for i, g in enumerate(genres)) + "\n")
     _write(tmp_path / "u.user", "196|49|M|writer|55105\n186|39|F|executive|00000\n22|25|M|writer|40206\n")
     _write(tmp_path / "README", "not data")
@@ -113,9 +137,13 @@ def test_100k_layout(ml_100k: Path) -> None:
 @pytest.fixture
 def ml_1m(tmp_path: Path) -> Path:
     _write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n2::3408::4::978300275\n")
-    _write(tmp_path / "movies.dat", "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-           "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-           "3408::Erin Brockovich: Ça va (2000)::Drama\n", "latin-1")
+    _write(
+        tmp_path / "movies.dat",
+        "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+        "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+        "3408::Erin Brockovich: Ça va (2000)::Drama\n",
+        "latin-1",
+    )
     _write(tmp_path / "users.dat", "1::F::1::10::48067\n2::M::56::16::70072\n")
     return tmp_path
 
@@ -123,27 +151,49 @@ def ml_1m(tmp_path: Path) -> Path:
 def test_1m_layout(ml_1m: Path) -> None:
     data = load_movielens(str(ml_1m))
     assert data.events[[s.USER_ID, s.ITEM_ID, s.VALUE]].values.tolist() == [
-        ["1", "1193", 5.0], ["1", "661", 3.0], ["2", "3408", 4.0]]
+        ["1", "1193", 5.0],
+        ["1", "661", 3.0],
+        ["2", "3408", 4.0],
+    ]
     assert data.events[s.EVENT_ID].iloc[2] == "ml-2-3408-978300275"
     items = data.items.set_index(s.ITEM_ID)
     assert items.loc["3408", s.TITLE] == "Erin Brockovich: Ça va" and items.loc["3408", "year"] == 2000.0
     assert items.loc["661", s.CATEGORIES] == ["Animation", "Children's", "Musical"]
     assert data.users is not None and data.users.columns.tolist() == [
-        "user_id", "gender", "age", "occupation", "zip_code"]
+        "user_id",
+        "gender",
+        "age",
+        "occupation",
+        "zip_code",
+    ]
     assert data.users.iloc[1].tolist() == ["2", "M", 56.0, "16", "70072"]
 
 
 def test_bad_rating_rows_are_quarantined_when_streaming(ml_1m: Path) -> None:
-    _write(ml_1m / "ratings.dat", "1::1193::5::978300760\n1::661\n1::2::abc::978300760\n3::4::5::soon\n"
-           "1:x:7::5::978300760\n1:7::5::978300760\n")
+    _write(
+        ml_1m / "ratings.dat",
+        "1::1193::5::978300760\n1::661\n1::2::abc::978300760\n3::4::5::soon\n"
+        "1:x:7::5::978300760\n1:7::5::978300760\n",
+    )
     source = MovieLensSource.open(str(ml_1m))
     (ref,) = source.event_files()
     events = pd.concat(list(source.batches(ref, batch_rows=2)), ignore_index=True)
     assert events[s.SOURCE_ROW].tolist() == [1, 2, 3, 4, 5, 6]
     assert events[s.REASON].fillna("").tolist() == [
-        "", "malformed_row", "malformed_value", "malformed_timestamp", "malformed_row", "malformed_row"]
+        "",
+        "malformed_row",
+        "malformed_value",
+        "malformed_timestamp",
+        "malformed_row",
+        "malformed_row",
+    ]
     assert events[s.RAW].tolist()[1:] == [
-        "1::661", "1::2::abc::978300760", "3::4::5::soon", "1:x:7::5::978300760", "1:7::5::978300760"]
+        "1::661",
+        "1::2::abc::978300760",
+        "3::4::5::soon",
+        "1:x:7::5::978300760",
+        "1:7::5::978300760",
+    ]
     assert events.loc[2, s.USER_ID] == "1" and np.isnan(events.loc[2, s.VALUE])
     assert events[s.EVENT_TYPE].iloc[0] == "rating"
     with pytest.raises(FormatError, match="row 2"):

@@ -53,7 +53,11 @@ def test_list_files_directory_recursive_sorted_skips_hidden(tmp_path: Path) -> N
     _write(tmp_path / "_temporary" / "x.csv", "")
     refs = list_files(str(tmp_path))
     assert [Path(r.path).relative_to(tmp_path).as_posix() for r in refs] == [
-        "a/z.jsonl", "b.csv", "c.parquet", "d.csv.gz"]
+        "a/z.jsonl",
+        "b.csv",
+        "c.parquet",
+        "d.csv.gz",
+    ]
     assert [r.fmt for r in refs] == ["jsonl", "csv", "parquet", "csv"]
     assert refs[3].compression == "gzip"
     assert refs[1].uri == str(tmp_path / "b.csv")
@@ -225,8 +229,15 @@ def test_jsonl_broken_line_and_native_values(tmp_path: Path) -> None:
         "{not json",
         "",
         "[1, 2]",
-        json.dumps({"user_id": "u2", "item_id": "i2", "event_type": "click", "timestamp": "2024-01-01",
-                    "device": "tv"}),
+        json.dumps(
+            {
+                "user_id": "u2",
+                "item_id": "i2",
+                "event_type": "click",
+                "timestamp": "2024-01-01",
+                "device": "tv",
+            }
+        ),
     ]
     path = _write(tmp_path / "e.jsonl", "\n".join(lines).encode() + b"\n\xff\xfe\n")
     frame = _read(path, batch_rows=2)
@@ -248,13 +259,15 @@ def test_jsonl_missing_required_key(tmp_path: Path) -> None:
 
 def test_parquet_batches_keep_native_types(tmp_path: Path) -> None:
     n = 1000
-    table = pa.table({
-        "uid": [f"u{i}" for i in range(n)],
-        "item_id": [f"i{i}" for i in range(n)],
-        "event_type": ["view"] * n,
-        "timestamp": pa.array(range(n), pa.timestamp("ms", tz="UTC")),
-        "value": [float(i) for i in range(n)],
-    })
+    table = pa.table(
+        {
+            "uid": [f"u{i}" for i in range(n)],
+            "item_id": [f"i{i}" for i in range(n)],
+            "event_type": ["view"] * n,
+            "timestamp": pa.array(range(n), pa.timestamp("ms", tz="UTC")),
+            "value": [float(i) for i in range(n)],
+        }
+    )
     path = tmp_path / "e.parquet"
     pq.write_table(table, path, row_group_size=300)
     batches = list(iter_batches(_one(path), batch_rows=128, column_map={"uid": "user_id"}))
@@ -280,8 +293,9 @@ def test_read_table_is_strict_and_drops_bookkeeping(tmp_path: Path) -> None:
 def test_events_source(tmp_path: Path) -> None:
     _write(tmp_path / "ev" / "part-1.csv", "uid,item_id,event_type,timestamp\nu1,i1,view,1\n")
     _write(tmp_path / "items.csv", "item_id,title,categories,price,created_at\n i1 ,A,x|y,2.5,1700000000\n")
-    source = parse_source(f"events:{tmp_path}/ev", items=str(tmp_path / "items.csv"),
-                          column_map={"uid": "user_id"})
+    source = parse_source(
+        f"events:{tmp_path}/ev", items=str(tmp_path / "items.csv"), column_map={"uid": "user_id"}
+    )
     assert isinstance(source, EventsSource)
     (ref,) = source.event_files()
     batch = next(source.batches(ref, batch_rows=10))
