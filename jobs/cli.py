@@ -68,14 +68,14 @@ def _synthesize(args: argparse.Namespace) -> None:
         print(f"[synthesize] {done:,}/{total:,} rows", file=sys.stderr, flush=True)
 
     manifest = generate(config, args.out, on_progress=progress)
-    print(f"Wrote {manifest.total_rows:,} event rows ({manifest.clean_events:,} clean) to {args.out}")
-    for kind, count in manifest.injected.items():
+    print(f"Wrote {manifest.events.rows:,} event rows ({manifest.clean_events:,} clean) to {args.out}")
+    for kind, count in manifest.injected.model_dump().items():
         if count:
             print(f"  injected {kind:<22}{count:>10,}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jobs import preprocess
+    from jobs import evaluate, preprocess
 
     parser = argparse.ArgumentParser(
         prog="wayfinder", description="Wayfinder: a real-time personalization engine on Ray."
@@ -89,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preprocess.add_arguments(pre)
     pre.set_defaults(action=preprocess.run)
+
+    ev = commands.add_parser(
+        "evaluate",
+        help="evaluate model families offline: metrics.json and report.html",
+        description=evaluate.__doc__,
+    )
+    evaluate.add_arguments(ev)
+    ev.set_defaults(action=evaluate.run)
 
     data = commands.add_parser("data", help="data utilities")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")

@@ -29,6 +29,7 @@ _OUT_OF_RANGE_VALUES = np.array([7.0, -1.0, 5.5, 10.0, 0.0, 6.5])
 _HOUR_MS = 3_600_000
 _DAY_MS = 86_400_000
 _EPOCH_1995_MS = 788_918_400_000
+_YEAR_2200_MS = 7_258_118_400_000
 
 
 def fault_code(kind: str) -> int:
@@ -114,7 +115,8 @@ def dirty_rows(
             rows.value[:] = rng.choice(_OUT_OF_RANGE_VALUES, size=d)
         elif kind == "impossible_timestamp":
             past = rng.integers(0, _EPOCH_1995_MS - _DAY_MS, size=d)
-            future = world.end_ms + rng.integers(2 * _DAY_MS, 3 * 365 * _DAY_MS, size=d)
+            # Far future (from 2200 on): impossible whether "now" is the configured end or today.
+            future = max(world.end_ms, _YEAR_2200_MS) + rng.integers(2 * _DAY_MS, 50 * 365 * _DAY_MS, size=d)
             rows.timestamp[:] = np.where(rng.random(d) < 0.5, past, future)
         elif kind == "event_id_replay":
             rows.timestamp[:] += rng.integers(_HOUR_MS, 3 * _HOUR_MS + 1, size=d)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Events:
         """A batch from some columns (cast to their dtypes); the others get their missing value."""
         n = len(next(iter(arrays.values())))
         blank = cls.empty(1)
-        columns = {
+        columns: dict[str, Any] = {
             name: arrays[name].astype(getattr(blank, name).dtype, copy=False)
             if name in arrays
             else np.full(n, getattr(blank, name)[0], dtype=getattr(blank, name).dtype)

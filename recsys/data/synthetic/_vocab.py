@@ -158,17 +158,19 @@ def build_topics(n_topics: int, seed: int) -> list[Topic]:
     rng = np.random.default_rng([seed, 0x70C])
     taken = {word for topic in topics for word in (*topic.words, *topic.tags, topic.category)}
     taken.update(GENERIC_WORDS)
+    syllables = np.array(_SYLLABLES)
 
-    def pseudo_word(n_syllables: int) -> str:
+    def pseudo_word() -> str:
+        # 3-4 syllables: over a million words, so 500 topics of 20 never run short.
         while True:
-            word = "".join(rng.choice(_SYLLABLES, size=n_syllables))
+            word = "".join(syllables[rng.integers(0, len(syllables), size=int(rng.integers(3, 5)))])
             if word not in taken:
                 taken.add(word)
                 return word
 
     while len(topics) < n_topics:
-        category = pseudo_word(3)
-        words = tuple(pseudo_word(int(rng.integers(2, 4))) for _ in range(20))
-        tags = tuple(f"{category}-{pseudo_word(2)}" for _ in range(5))
+        category = pseudo_word()
+        words = tuple(pseudo_word() for _ in range(20))
+        tags = tuple(f"{category}-{word}" for word in rng.choice(words, size=5, replace=False))
         topics.append(Topic(category, words, tags))
     return topics

@@ -48,7 +48,7 @@ class DirtConfig(BaseModel):
     value_out_of_range: float = Field(default=0.0005, ge=0.0, le=0.1)
     """A ``rating`` event whose value is outside [0.5, 5.0]."""
     impossible_timestamp: float = Field(default=0.0005, ge=0.0, le=0.1)
-    """Before 1995-01-01, or more than one day after the configured end."""
+    """Before 1995-01-01, or in the far future (2200 or later, and over a day after ``end``)."""
     exact_duplicate: float = Field(default=0.002, ge=0.0, le=0.1)
     """An identical copy (event_id included) of a clean event."""
     event_id_replay: float = Field(default=0.001, ge=0.0, le=0.1)
