@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/wayfinder preprocess --source movielens:data/ml-latest-small --out $(OUT)/data
+	$(BIN)/wayfinder pipeline --source movielens:data/ml-latest-small --out $(OUT)
 
 test: setup lint pytest
 

@@ -39,8 +39,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, temp_di
 
 def configure_data_context(*, progress_bars: bool = False) -> None:
     """Ray Data settings for our small-to-medium batches (see docs/ray-guide notes in README)."""
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # our own progress lines say enough
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress_bars
     ctx.print_on_execution_start = False
     ctx.enable_arrow_backed_pandas_conversion = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress lines say enough

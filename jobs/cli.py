@@ -74,29 +74,26 @@ def _synthesize(args: argparse.Namespace) -> None:
             print(f"  injected {kind:<22}{count:>10,}")
 
 
+JOBS: tuple[tuple[str, str, str], ...] = (
+    ("pipeline", "jobs.pipeline", "the main job: preprocess then evaluate, on one Ray cluster"),
+    ("preprocess", "jobs.preprocess", "validate, clean and featurise raw data into Parquet"),
+    ("evaluate", "jobs.evaluate", "evaluate model families offline: metrics.json and report.html"),
+)
+"""Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from jobs import evaluate, preprocess
+    import importlib
 
     parser = argparse.ArgumentParser(
         prog="wayfinder", description="Wayfinder: a real-time personalization engine on Ray."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    pre = commands.add_parser(
-        "preprocess",
-        help="validate, clean and featurise raw data into Parquet",
-        description=preprocess.__doc__,
-    )
-    preprocess.add_arguments(pre)
-    pre.set_defaults(action=preprocess.run)
-
-    ev = commands.add_parser(
-        "evaluate",
-        help="evaluate model families offline: metrics.json and report.html",
-        description=evaluate.__doc__,
-    )
-    evaluate.add_arguments(ev)
-    ev.set_defaults(action=evaluate.run)
+    for name, module_name, summary in JOBS:
+        module = importlib.import_module(module_name)
+        sub = commands.add_parser(name, help=summary, description=module.__doc__)
+        module.add_arguments(sub)
+        sub.set_defaults(action=module.run)
 
     data = commands.add_parser("data", help="data utilities")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
