@@ -1,0 +1,158 @@
+"""One SQLite file in WAL mode: per-thread connections, write transactions, schema migrations.
+
+Durability: ``synchronous=FULL`` (the default) fsyncs the write-ahead log on every commit, so an
+acknowledged write survives a crash or power loss. ``NORMAL`` is far faster in WAL mode but may
+lose the last transactions on power loss (never on a process crash); choose it knowingly.
+
+Concurrency: each thread (and each process, also after a fork) gets its own connection. Writes run
+in ``BEGIN IMMEDIATE`` transactions, which take the database write lock up front, so a
+read-check-write inside one cannot interleave with another process's; a writer waits up to
+``busy_timeout_s`` for the lock. Readers neither block nor wait for writers (WAL). The file must be
+on a local disk: WAL needs shared memory between the processes.
+
+Schema changes are numbered migrations recorded in ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from recsys.errors import ConfigError
+from recsys.store.errors import StoreError
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL, item_id TEXT NOT NULL, event_type TEXT NOT NULL,
+            value REAL, ts INTEGER NOT NULL, payload TEXT NOT NULL)""",
+        "CREATE INDEX events_by_user ON events (user_id, seq)",
+        "CREATE INDEX events_by_item ON events (item_id, seq)",
+        """CREATE TABLE states (
+            user_id TEXT PRIMARY KEY, version INTEGER NOT NULL, seq INTEGER NOT NULL,
+            data BLOB NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE items (
+            item_id TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE campaigns (
+            campaign_id TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID""",
+        """CREATE TABLE promotion_exposures (
+            user_id TEXT NOT NULL, campaign_id TEXT NOT NULL, count INTEGER NOT NULL,
+            PRIMARY KEY (user_id, campaign_id)) WITHOUT ROWID""",
+        """CREATE TABLE exposures (
+            request_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, document TEXT NOT NULL) WITHOUT ROWID""",
+        "CREATE INDEX exposures_by_user ON exposures (user_id)",
+    ),
+)
+"""Migration ``n`` takes the schema from ``user_version`` ``n`` to ``n + 1``; append, never edit."""
+
+SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+
+
+class SQLiteDatabase:
+    """Connections to one database file, opened lazily per thread and per process."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str, busy_timeout_s: float) -> None:
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ConfigError(f"sqlite synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
+        if busy_timeout_s < 0:
+            raise ConfigError(f"sqlite busy_timeout_s must be >= 0, got {busy_timeout_s}")
+        self.path = Path(path).absolute()  # later chdirs must not move new threads' connections
+        if not self.path.parent.is_dir():
+            raise StoreError(
+                f"SQLite store {self.path}: directory {self.path.parent} does not exist; create it"
+            )
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        self._migrate()
+
+    def error(self, action: str, exc: BaseException) -> StoreError:
+        """A :class:`StoreError` saying what failed, where, and what to do."""
+        text = str(exc)
+        hint = (
+            f"another writer held the lock longer than busy_timeout_s={self.busy_timeout_s}; "
+            "raise it or reduce concurrent writes"
+            if "locked" in text or "busy" in text
+            else "check that the file is readable, writable and on a local disk"
+        )
+        return StoreError(f"SQLite store {self.path}: {action} failed ({text}); {hint}")
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode: transactions are explicit)."""
+        if self._closed:
+            raise StoreError(f"SQLite store {self.path} is closed; open a new one")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.Error as exc:
+            raise self.error("opening", exc) from exc
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise StoreError(f"SQLite store {self.path}: WAL mode refused (got {mode!r}); use a local disk")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database write lock; committed (durably) on exit."""
+        conn = self.connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self.error(action, exc) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self.error(action, exc) from exc
+            raise
+
+    def read(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one query (one consistent snapshot of the database)."""
+        try:
+            return self.connection().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self.error(action, exc) from exc
+
+    def _migrate(self) -> None:
+        with self.transaction("migrating the schema") as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"SQLite store {self.path} has schema version {current}, newer than this code's "
+                    f"{len(MIGRATIONS)}; upgrade Wayfinder"
+                )
+            for number in range(current, len(MIGRATIONS)):
+                for statement in MIGRATIONS[number]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+
+    def close(self) -> None:
+        """Close every connection this object opened, from any thread."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
