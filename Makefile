@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	# neural CF's optional extra: this exact version is the CPU wheel (others pull gigabytes of CUDA)
+	$(BIN)/pip install -q torch==2.13.0
 	touch $@
 
 demo: setup

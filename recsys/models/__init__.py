@@ -18,6 +18,8 @@ family               class                                   optional abilities
 ``puresvd``          :class:`PureSVDRecommender`             scoring, item embeddings
 ``als``              :class:`ALSRecommender`                 scoring, item embeddings, partial_fit
 ``bpr``              :class:`BPRRecommender`                 scoring, item embeddings, partial_fit
+``biased_mf``        :class:`BiasedMFRecommender`            scoring, item embeddings, predict
+``ncf``              :class:`NCFRecommender`                 scoring, item embeddings, partial_fit
 ``content``          :class:`ContentRecommender`             scoring, item embeddings
 ``weighted_hybrid``  :class:`WeightedHybrid`                 scoring
 ``switching_hybrid`` :class:`SwitchingHybrid`                scoring
@@ -34,11 +36,13 @@ from typing import Any
 from recsys.errors import ArtifactError, ConfigError
 from recsys.models._common import RecommenderBase, read_metadata
 from recsys.models.base import HasItemEmbeddings, Recommender, SupportsPartialFit, SupportsScoring
+from recsys.models.biased_mf import BiasedMFRecommender
 from recsys.models.content import ContentRecommender
 from recsys.models.ease import EASERecommender
 from recsys.models.hybrid import SwitchingHybrid, WeightedHybrid
 from recsys.models.implicit_mf import ALSRecommender, BPRRecommender
 from recsys.models.itemknn import ItemKNNRecommender
+from recsys.models.ncf import NCFRecommender
 from recsys.models.popularity import PopularityRecommender, windowed_interactions
 from recsys.models.puresvd import PureSVDRecommender
 from recsys.models.userknn import UserKNNRecommender
@@ -53,6 +57,8 @@ FAMILIES: dict[str, type[RecommenderBase]] = {
         PureSVDRecommender,
         ALSRecommender,
         BPRRecommender,
+        BiasedMFRecommender,
+        NCFRecommender,
         ContentRecommender,
         WeightedHybrid,
         SwitchingHybrid,
@@ -90,10 +96,12 @@ __all__ = [
     "FAMILIES",
     "ALSRecommender",
     "BPRRecommender",
+    "BiasedMFRecommender",
     "ContentRecommender",
     "EASERecommender",
     "HasItemEmbeddings",
     "ItemKNNRecommender",
+    "NCFRecommender",
     "PopularityRecommender",
     "PureSVDRecommender",
     "Recommender",
