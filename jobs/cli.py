@@ -75,9 +75,11 @@ def _synthesize(args: argparse.Namespace) -> None:
 
 
 JOBS: tuple[tuple[str, str, str], ...] = (
-    ("pipeline", "jobs.pipeline", "the main job: preprocess then evaluate, on one Ray cluster"),
+    ("pipeline", "jobs.pipeline", "the main job: preprocess, evaluate, build the bundle, serve"),
     ("preprocess", "jobs.preprocess", "validate, clean and featurise raw data into Parquet"),
     ("evaluate", "jobs.evaluate", "evaluate model families offline: metrics.json and report.html"),
+    ("tune", "jobs.tune", "tune every family on Ray Tune, ensemble them, publish the champion model"),
+    ("serve", "jobs.serve", "serve recommendations over HTTP with Ray Serve"),
 )
 """Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
 

@@ -1,0 +1,329 @@
+"""The per-replica core of serving: events in, pages out, state in a shared durable store.
+
+:class:`Engine` knows nothing of Ray Serve. Each serving replica holds one; every call reads the
+user's state from the store (so a write acknowledged by any replica is seen by the next read of any
+other: read-your-writes) and every event is written with its user's new state in one atomic,
+durable step (``Store.append_and_update``: compare-and-set on the state version, idempotent by
+``event_id``) before it is acknowledged.
+
+* An event for an item the model does not know is stored in the log, counted, and acknowledged as
+  ``pending_item``; when the item is added (``put_item``) its pending events are applied.
+* Items added live are projected from their content into the embedding space at once; other
+  replicas pick them (and promotions) up on their next call (:meth:`Engine.sync`).
+* Showing a page updates journey and promotion counters (:meth:`Engine.record_served`); that write
+  is best-effort and may run after the response.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.ids import IdIndex
+from recsys.embeddings import EmbeddingSpace, EmbeddingUpdater, UpdaterConfig, UserState
+from recsys.embeddings import Event as UpdateEvent
+from recsys.errors import ConfigError
+from recsys.features.items import ItemFeaturizer
+from recsys.ranking import Campaign, Filters, ItemItemScorer, RankedItem, Ranker, RankerConfig, RequestContext
+from recsys.store import ConflictError, Store
+from recsys.store.base import Event as StoredEvent
+from recsys.store.base import ForgetResult, ItemRecord
+
+AckStatus = Literal["applied", "duplicate", "pending_item"]
+MAX_RETRIES = 16
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    """An event as a client sends it (ids are external strings; time in epoch seconds)."""
+
+    user_id: str
+    item_id: str
+    event_type: str
+    timestamp: float
+    value: float | None = None
+    event_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Ack:
+    user_id: str
+    event_id: str
+    status: AckStatus
+    state_version: int
+
+
+@dataclass(frozen=True)
+class Page:
+    """A recommendation page with the state version it was computed from."""
+
+    user_id: str
+    state_version: int
+    items: list[RankedItem]
+
+
+class Engine:
+    """Events, recommendations, items and promotions over one model and one store.
+
+    Parameters
+    ----------
+    space, scorers : the embedding space and item-item scorers of the serving bundle.
+    item_ids : IdIndex mapping external item ids to rows of the space.
+    store : the shared durable :class:`~recsys.store.Store`.
+    featurizer : the fitted item featurizer (projects new items' content); ``None`` disables it.
+    clock : seconds since the epoch (injected so tests control time).
+    """
+
+    def __init__(
+        self,
+        *,
+        space: EmbeddingSpace,
+        item_ids: IdIndex,
+        store: Store,
+        scorers: Sequence[ItemItemScorer] = (),
+        featurizer: ItemFeaturizer | None = None,
+        updater_config: UpdaterConfig | None = None,
+        ranker_config: RankerConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._scorers = tuple(scorers)
+        self._featurizer = featurizer
+        self._updater_config = updater_config or UpdaterConfig()
+        self._ranker_config = ranker_config or RankerConfig()
+        self._clock = clock
+        self._item_ids = IdIndex(item_ids.ids)
+        self._base_items = len(item_ids)
+        self._campaigns: tuple[Campaign, ...] = ()
+        self._synced: tuple[int, int] = (-1, 0)
+        self._install(space)
+
+    # ------------------------------------------------------------------ model and catalogue
+    def _install(self, space: EmbeddingSpace) -> None:
+        self.space = space
+        self._updater = EmbeddingUpdater(space, self._updater_config)
+        self._ranker = Ranker(space, self._scorers, self._ranker_config, self._campaigns)
+
+    @property
+    def n_items(self) -> int:
+        return self.space.n_items
+
+    @property
+    def known_event_types(self) -> frozenset[str]:
+        return self._updater_config.weights.event_types.names
+
+    def ping(self) -> None:
+        """Raise :class:`~recsys.store.StoreError` if the store does not answer."""
+        self._store.ping()
+
+    def item_index(self, item_id: str) -> int | None:
+        index = int(self._item_ids.lookup([item_id])[0])
+        return index if index >= 0 else None
+
+    def item_id(self, index: int) -> str:
+        return self._item_ids.ids[index] if index < len(self._item_ids) else str(index)
+
+    def sync(self) -> None:
+        """Pick up items and promotions other replicas added (cheap when nothing changed)."""
+        campaigns = self._store.list_campaigns()
+        marker = (self._store.count_items(), hash(repr(sorted(campaigns.items()))))
+        if marker == self._synced:
+            return
+        records = [r for r in self._store.iter_items() if self.item_index(r.item_id) is None]
+        if records:
+            self._add_items(records)
+        self._campaigns = tuple(self._campaign(cid, doc) for cid, doc in sorted(campaigns.items()))
+        self._ranker = Ranker(self.space, self._scorers, self._ranker_config, self._campaigns)
+        self._synced = marker
+
+    def put_item(self, record: ItemRecord) -> bool:
+        """Store an item and make it recommendable now; apply events that waited for it."""
+        created = self._store.put_item(record)
+        index = self.item_index(record.item_id)
+        if index is None:
+            self._add_items([record])
+            self._apply_pending(record.item_id)
+        else:
+            vector = self._project([record])[0]
+            self._install(self.space.update_item(index, vector))
+        return created
+
+    def _project(self, records: Sequence[ItemRecord]) -> np.ndarray:
+        if self._featurizer is None or self.space.projection is None:
+            raise ConfigError("this bundle has no item featurizer, so items cannot be added from content")
+        frame = pd.DataFrame(
+            {
+                "item_id": [r.item_id for r in records],
+                "title": [r.title or "" for r in records],
+                "text": [r.text or "" for r in records],
+                "categories": [list(r.categories) for r in records],
+                "tags": [list(r.tags) for r in records],
+            }
+        )
+        for name in self._featurizer.numeric_columns_:
+            frame[name] = [float(r.attributes.get(name, np.nan)) for r in records]
+        features = self._featurizer.transform(frame).matrix
+        return self.space.projection.project(features)
+
+    def _add_items(self, records: Sequence[ItemRecord]) -> None:
+        vectors = self._project(records)
+        space = self.space.add_items(
+            [r.item_id for r in records],
+            vectors=vectors,
+            titles=[r.title or r.item_id for r in records],
+            categories=[list(r.categories) for r in records],
+            tags=[list(r.tags) for r in records],
+        )
+        self._item_ids.add([r.item_id for r in records])
+        self._install(space)
+
+    # ------------------------------------------------------------------ state
+    def _read(self, user_id: str) -> tuple[UserState, int]:
+        current = self._store.get_state(user_id)
+        if current is None:
+            return UserState(user_id), 0
+        return UserState.from_bytes(current.data), current.version
+
+    def state(self, user_id: str) -> tuple[UserState, int]:
+        """The user's state and its store version (a blank state at 0 for an unknown user)."""
+        return self._read(user_id)
+
+    # ------------------------------------------------------------------ events
+    def ingest(self, events: Sequence[IncomingEvent]) -> list[Ack]:
+        """Apply events in order; each is durable before this returns."""
+        return [self._ingest_one(event) for event in events]
+
+    def _ingest_one(self, incoming: IncomingEvent) -> Ack:
+        event_id = incoming.event_id or uuid.uuid4().hex
+        payload = dict(incoming.context or {})
+        stored = StoredEvent(
+            event_id=event_id,
+            user_id=incoming.user_id,
+            item_id=incoming.item_id,
+            event_type=incoming.event_type,
+            timestamp_ms=round(incoming.timestamp * 1000),
+            value=incoming.value,
+            payload=payload,
+        )
+        index = self.item_index(incoming.item_id)
+        if index is None:
+            result = self._store.append(stored)
+            _, version = self._read(incoming.user_id)
+            return Ack(
+                incoming.user_id, event_id, "duplicate" if result.duplicate else "pending_item", version
+            )
+        update = UpdateEvent(
+            index, incoming.event_type, incoming.timestamp, incoming.value, event_id, _sentiment(payload)
+        )
+        for _ in range(MAX_RETRIES):
+            state, version = self._read(incoming.user_id)
+            state, _ = self._updater.apply(state, update)
+            try:
+                outcome = self._store.append_and_update(stored, state.to_bytes(), version)
+            except ConflictError:
+                continue  # another replica wrote this user first: re-read and re-apply
+            applied: AckStatus = "duplicate" if outcome.duplicate else "applied"
+            return Ack(incoming.user_id, event_id, applied, outcome.version)
+        raise ConflictError(incoming.user_id, version, -1)
+
+    def _apply_pending(self, item_id: str) -> None:
+        """Fold events that arrived before ``item_id`` existed into their users' states."""
+        index = self.item_index(item_id)
+        for record in self._store.events_for_item(item_id):
+            stored = record.event
+            update = UpdateEvent(
+                index,
+                stored.event_type,
+                stored.timestamp_ms / 1000.0,
+                stored.value,
+                stored.event_id,
+                _sentiment(dict(stored.payload)),
+            )
+            self._update_state(stored.user_id, _applying(self._updater, update))
+
+    def _update_state(self, user_id: str, change: Callable[[UserState], UserState]) -> int:
+        """Compare-and-set ``change`` into the user's state, retrying on conflicts; the new version."""
+        for _ in range(MAX_RETRIES):
+            state, version = self._read(user_id)
+            try:
+                return self._store.put_state(user_id, change(state).to_bytes(), version)
+            except ConflictError:
+                continue
+        raise ConflictError(user_id, version, -1)
+
+    # ------------------------------------------------------------------ reads
+    def recommend(
+        self,
+        user_id: str,
+        k: int,
+        *,
+        include_categories: Sequence[str] | None = None,
+        exclude_item_ids: Sequence[str] = (),
+    ) -> Page:
+        """The user's next page; a user without state gets the zero-history page."""
+        state, version = self._read(user_id)
+        deny = [i for i in (self.item_index(x) for x in exclude_item_ids) if i is not None]
+        filters = Filters(deny=deny, include_categories=include_categories or None)
+        items = self._ranker.recommend(state, k, filters, RequestContext(now=self._clock()))
+        return Page(user_id, version, items)
+
+    def record_served(self, page: Page) -> None:
+        """Count the page for the journey policy and promotion caps (best effort)."""
+        self._update_state(page.user_id, lambda state: self._ranker.served(state, page.items))
+
+    def similar(self, item_id: str, k: int) -> list[RankedItem] | None:
+        index = self.item_index(item_id)
+        return None if index is None else self._ranker.similar_items(index, k)
+
+    def intent(self, user_id: str) -> dict[str, Any]:
+        state, version = self._read(user_id)
+        summary = dict(self._ranker.intent(state))
+        summary["state_version"] = version
+        return summary
+
+    def forget(self, user_id: str) -> ForgetResult:
+        return self._store.forget_user(user_id)
+
+    # ------------------------------------------------------------------ promotions
+    def put_promotion(self, promotion_id: str, document: dict[str, Any]) -> bool:
+        unknown = [i for i in document["item_ids"] if self.item_index(i) is None]
+        if unknown:
+            raise ConfigError(f"promotion item_ids unknown to the model: {unknown[:10]}")
+        created = self._store.put_campaign(promotion_id, document)
+        self.sync()
+        return created
+
+    def list_promotions(self) -> dict[str, dict[str, Any]]:
+        return self._store.list_campaigns()
+
+    def delete_promotion(self, promotion_id: str) -> bool:
+        deleted = self._store.delete_campaign(promotion_id)
+        self.sync()
+        return deleted
+
+    def _campaign(self, campaign_id: str, document: dict[str, Any]) -> Campaign:
+        items = tuple(i for i in (self.item_index(x) for x in document["item_ids"]) if i is not None)
+        return Campaign(
+            campaign_id=campaign_id,
+            items=items,
+            relevance_floor=float(document.get("relevance_floor", 0.3)),
+            per_user_cap=int(document.get("max_per_user", 3)),
+            start=document.get("starts_at"),
+            end=document.get("ends_at"),
+        )
+
+
+def _applying(updater: EmbeddingUpdater, event: UpdateEvent) -> Callable[[UserState], UserState]:
+    return lambda state: updater.apply(state, event)[0]
+
+
+def _sentiment(payload: dict[str, Any]) -> float | None:
+    value = payload.get("sentiment")
+    return float(value) if isinstance(value, int | float) else None

@@ -1,0 +1,76 @@
+"""Turning bad input into 4xx answers that name the field, and the request-size limit.
+
+FastAPI already answers malformed JSON and fields with 422 and the field's location; this adds the
+checks pydantic cannot make alone (an unknown event type), a 413 for oversized bodies before they
+are read, and maps Wayfinder's own errors: bad arguments 422, a store or model problem 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from recsys.engine import IncomingEvent
+from recsys.errors import ArtifactError, ConfigError, DataError
+from recsys.store import StoreError
+from serving.schemas import EventIn
+
+MAX_BODY_BYTES = 1_000_000
+
+
+def to_incoming(event: EventIn, position: int, known_types: Collection[str]) -> IncomingEvent:
+    """The engine's event; 422 naming ``events[i].event_type`` for a type the model does not know."""
+    if event.event_type not in known_types:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", "events", position, "event_type"),
+                    "msg": f"unknown event type {event.event_type!r}; known: {sorted(known_types)}",
+                    "type": "value_error",
+                    "input": event.event_type,
+                }
+            ]
+        )
+    stamp = event.timestamp or datetime.now(timezone.utc)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    context = dict(event.context)
+    if event.request_id:
+        context["request_id"] = event.request_id
+    return IncomingEvent(
+        user_id=event.user_id,
+        item_id=event.item_id,
+        event_type=event.event_type,
+        timestamp=stamp.timestamp(),
+        value=event.value,
+        event_id=event.event_id,
+        context=context,
+    )
+
+
+def install_error_handlers(api: FastAPI) -> None:
+    """Register the body-size limit and the mapping of Wayfinder errors to status codes."""
+
+    @api.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse(
+                {"detail": f"request body over {MAX_BODY_BYTES} bytes (the limit); send smaller batches"},
+                status_code=413,
+            )
+        return await call_next(request)
+
+    @api.exception_handler(ConfigError)
+    @api.exception_handler(DataError)
+    async def bad_input(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @api.exception_handler(StoreError)
+    @api.exception_handler(ArtifactError)
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": f"temporarily unavailable: {exc}"}, status_code=503)
