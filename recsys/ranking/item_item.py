@@ -1,0 +1,217 @@
+r"""Item-item scorers: how much a recent signal on item ``i`` raises every other item.
+
+A scorer holds an ``(n_items, n_items)`` matrix ``M`` (dense, or sparse after :meth:`pruned`) and
+scores a user's recent signals as ``s = sum_j w_j 0.5 ** (age_j / half_life_events) M[i_j]``
+(``age_j`` = signals since ``j``; only the last ``max_history`` signals). Three sources:
+
+* :meth:`ItemItemScorer.from_model`: a fitted EASE (``B``) or item-kNN (similarity) champion,
+  i.e. the "EASE fold-in = history x B" reference, here with recency weights.
+* :meth:`ItemItemScorer.fit_next_items`: a sequence-aware linear model (SLIT, Choi et al.,
+  SIGIR 2021): ridge regression from each training user's recency-weighted *past* (the
+  ``past`` events before a position) to the *next* ``future`` events, over every position::
+
+      M = argmin ||F - P M||^2 + l2 ||M||^2 = (P^T P + l2 I)^-1 P^T F
+
+* :meth:`ItemItemScorer.fit_session_ease`: EASE fitted on windows of ``window`` consecutive
+  events (stride ``stride``) of training histories instead of whole histories: items taken close
+  together in time.
+
+Memory while fitting is ``n_items^2`` float64 (like EASE): up to ~20-30k items; prune for serving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from recsys.embeddings.prior import history_positions
+from recsys.embeddings.state import Signal
+from recsys.errors import ConfigError
+from recsys.models.ease import ease_weights
+
+
+def _ordered(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order, positions = history_positions(users, timestamps)
+    return np.asarray(items, dtype=np.int64)[order], positions
+
+
+@dataclass(frozen=True, eq=False)
+class ItemItemScorer:
+    """A named item-item matrix with its blend weight and history recency.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from recsys.embeddings.state import Signal
+    >>> scorer = ItemItemScorer("demo", np.array([[0, 1, 0], [1, 0, 0], [0, 0, 0]], dtype="float32"))
+    >>> scorer.scores([Signal(0, 1.0, 0.0, 0, "like")], n_signals=1, n_items=3).tolist()
+    [0.0, 1.0, 0.0]
+    """
+
+    name: str
+    matrix: np.ndarray | sp.csr_matrix
+    weight: float = 1.0
+    half_life_events: float | None = 5.0
+    max_history: int = 20
+
+    @property
+    def size(self) -> int:
+        """Number of items the matrix covers (items added later score 0)."""
+        return int(self.matrix.shape[0])
+
+    def signal_weights(self, signals: Sequence[Signal], n_signals: int) -> tuple[np.ndarray, np.ndarray]:
+        """Items and recency-weighted signal weights of the last ``max_history`` signals."""
+        recent = [s for s in signals[-self.max_history :] if s.item < self.size and s.weight != 0.0]
+        items = np.fromiter((s.item for s in recent), dtype=np.int64, count=len(recent))
+        weights = np.fromiter((s.weight for s in recent), dtype=np.float64, count=len(recent))
+        if self.half_life_events is not None and recent:
+            ages = n_signals - 1 - np.fromiter((s.ordinal for s in recent), dtype=np.float64, count=len(recent))
+            weights = weights * 0.5 ** (ages / self.half_life_events)
+        return items, weights
+
+    def scores(self, signals: Sequence[Signal], n_signals: int, n_items: int) -> np.ndarray:
+        """``(n_items,)`` float64 scores of every item given the user's recent signals."""
+        items, weights = self.signal_weights(signals, n_signals)
+        out = np.zeros(n_items, dtype=np.float64)
+        if items.size == 0:
+            return out
+        if sp.issparse(self.matrix):
+            rows = self.matrix[items]
+            out[: self.size] = np.asarray(rows.T @ weights).ravel()
+        else:
+            out[: self.size] = weights @ self.matrix[items]
+        return out
+
+    def contributions(
+        self, signals: Sequence[Signal], n_signals: int, items: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Signal items and their contribution to each of ``items``: ``(sources, (h, len(items)))``.
+
+        Used for explanations: the largest entries of a column name the signals behind an item.
+        """
+        sources, weights = self.signal_weights(signals, n_signals)
+        items = np.asarray(items, dtype=np.int64)
+        inside = items < self.size
+        values = np.zeros((sources.size, items.size))
+        if sources.size and inside.any():
+            rows = self.matrix[sources]
+            if sp.issparse(rows):
+                coo = rows.tocoo()
+                order = np.argsort(items, kind="stable")
+                slot = np.searchsorted(items[order], coo.col)
+                hit = (slot < items.size) & (items[order][np.minimum(slot, items.size - 1)] == coo.col)
+                np.add.at(values, (coo.row[hit], order[slot[hit]]), coo.data[hit] * weights[coo.row[hit]])
+            else:
+                values[:, inside] = rows[:, items[inside]] * weights[:, None]
+        return sources, values
+
+    def pruned(self, top_k: int) -> ItemItemScorer:
+        """A sparse copy keeping each row's ``top_k`` largest entries (for big catalogues)."""
+        dense = self.matrix.toarray() if sp.issparse(self.matrix) else np.asarray(self.matrix)
+        keep = min(top_k, dense.shape[1])
+        cols = np.argpartition(-dense, keep - 1, axis=1)[:, :keep]
+        rows = np.repeat(np.arange(dense.shape[0]), keep)
+        values = dense[rows, cols.ravel()]
+        matrix = sp.csr_matrix((values, (rows, cols.ravel())), shape=dense.shape, dtype=np.float32)
+        matrix.eliminate_zeros()
+        return replace(self, matrix=matrix)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_model(cls, model: object, *, name: str | None = None, **options: float) -> ItemItemScorer:
+        """The item-item matrix of a fitted EASE (``weights_``) or item-kNN (``similarity_``)."""
+        for attribute in ("weights_", "similarity_"):
+            matrix = getattr(model, attribute, None)
+            if matrix is not None:
+                matrix = matrix.tocsr() if sp.issparse(matrix) else np.asarray(matrix, dtype=np.float32)
+                return cls(name or str(getattr(model, "family", attribute)), matrix, **options)  # type: ignore[arg-type]
+        raise ConfigError(f"{type(model).__name__} has no item-item matrix (weights_ or similarity_)")
+
+    @classmethod
+    def fit_next_items(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray,
+        *,
+        n_items: int,
+        past: int = 20,
+        future: int = 10,
+        half_life: float = 5.0,
+        l2: float = 200.0,
+        name: str = "next_items",
+        weight: float = 1.0,
+    ) -> ItemItemScorer:
+        """Fit the SLIT next-items regression on positive events (module docstring)."""
+        if past < 1 or future < 1 or not l2 > 0 or not half_life > 0:
+            raise ConfigError("fit_next_items needs past >= 1, future >= 1, l2 > 0 and half_life > 0")
+        ordered, positions = _ordered(users, items, timestamps)
+        starts = np.flatnonzero(positions == 0)
+        lengths = np.diff(np.r_[starts, ordered.size])
+        p_rows, p_cols, p_vals, f_rows, f_cols = [], [], [], [], []
+        row = 0
+        for start, length in zip(starts, lengths, strict=True):
+            history = ordered[start : start + length]
+            for t in range(1, length):
+                lo = max(0, t - past)
+                p_rows.append(np.full(t - lo, row))
+                p_cols.append(history[lo:t])
+                p_vals.append(0.5 ** ((t - 1 - np.arange(lo, t)) / half_life))
+                nxt = history[t : t + future]
+                f_rows.append(np.full(nxt.size, row))
+                f_cols.append(nxt)
+                row += 1
+        if row == 0:
+            raise ConfigError("fit_next_items needs at least one user with two or more events")
+        shape = (row, n_items)
+        cat = np.concatenate
+        pasts = sp.csr_matrix((cat(p_vals), (cat(p_rows), cat(p_cols))), shape=shape)
+        nexts = sp.csr_matrix((np.ones(sum(map(len, f_cols))), (cat(f_rows), cat(f_cols))), shape=shape)
+        gram = np.asarray((pasts.T @ pasts).toarray(), dtype=np.float64)
+        gram[np.diag_indices_from(gram)] += l2
+        rhs = np.asarray((pasts.T @ nexts).toarray(), dtype=np.float64)
+        factor = scipy.linalg.cho_factor(gram, overwrite_a=True)
+        matrix = scipy.linalg.cho_solve(factor, rhs, overwrite_b=True).astype(np.float32)
+        return cls(name, matrix, weight=weight, half_life_events=half_life, max_history=past)
+
+    @classmethod
+    def fit_session_ease(
+        cls,
+        users: np.ndarray,
+        items: np.ndarray,
+        timestamps: np.ndarray,
+        *,
+        n_items: int,
+        window: int = 10,
+        stride: int = 5,
+        l2: float = 500.0,
+        half_life: float | None = 3.0,
+        name: str = "session_ease",
+        weight: float = 1.0,
+    ) -> ItemItemScorer:
+        """Fit EASE on windows of consecutive events of each training history."""
+        if window < 2 or stride < 1:
+            raise ConfigError(f"fit_session_ease needs window >= 2 and stride >= 1, got {window}, {stride}")
+        ordered, positions = _ordered(users, items, timestamps)
+        starts = np.flatnonzero(positions == 0)
+        lengths = np.diff(np.r_[starts, ordered.size])
+        rows, cols = [], []
+        count = 0
+        for start, length in zip(starts, lengths, strict=True):
+            for offset in range(0, max(length - window, 0) + 1, stride):
+                chunk = ordered[start + offset : start + min(offset + window, length)]
+                rows.append(np.full(chunk.size, count))
+                cols.append(chunk)
+                count += 1
+        windows = sp.csr_matrix(
+            (np.ones(sum(map(len, cols)), dtype=np.float32), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(count, n_items),
+        )
+        windows.sum_duplicates()
+        windows.data[:] = 1.0
+        matrix = ease_weights(windows, l2)
+        return cls(name, matrix, weight=weight, half_life_events=half_life, max_history=4 * window)

@@ -1,0 +1,211 @@
+"""The ranker: candidates -> filters -> re-rank -> explain, pure and fast.
+
+1. **Score** every item (or, above ``exact_search_max_items``, the IVF candidates of the user's
+   vectors plus the prior's top): the confidence blend of :mod:`recsys.ranking.config`.
+2. **Filter**: seen items, category/attribute rules, allow/deny lists (:func:`allowed_items`).
+3. **Promote**: each active campaign under its per-user cap offers its most relevant allowed item
+   if that item's cosine to the user's closest interest reaches the campaign's floor.
+4. **Re-rank** the best ``pool_size`` by MMR with the journey stage's ``lambda``, reserving a share
+   of the slots (``interest_quota``) across the user's interests (multi-interest); the stage's
+   ``explore_share`` of the slots goes to *adjacent* items: close to an interest
+   (``adjacent_min_similarity``) but in a region the user has not touched yet.
+5. **Explain**: provenance and the signal items behind each item.
+
+:meth:`Ranker.served` records a served page (journey counter, campaign exposures) in the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from recsys.embeddings.space import EmbeddingSpace
+from recsys.embeddings.state import UserState
+from recsys.errors import ConfigError
+from recsys.ranking._explain import Explainer
+from recsys.ranking._scoring import Blended, blend, interest_directions
+from recsys.ranking.config import Campaign, Filters, RankedItem, RankerConfig, RequestContext
+from recsys.ranking.filters import allowed_items
+from recsys.ranking.intent import intent_summary
+from recsys.ranking.item_item import ItemItemScorer
+from recsys.ranking.rerank import mmr
+from recsys.ranking.retrieval import IVFIndex, top_indices
+
+
+class Ranker:
+    """Turns a :class:`UserState` into a page of :class:`RankedItem`.
+
+    Parameters
+    ----------
+    space : EmbeddingSpace
+    scorers : sequence of ItemItemScorer
+        Item-item components of the personal score (e.g. the EASE champion, next-items).
+    config : RankerConfig
+    campaigns : sequence of Campaign
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from recsys.embeddings import EmbeddingSpace, EmbeddingUpdater, Event, UserState
+    >>> space = EmbeddingSpace.from_vectors(np.eye(4, dtype="float32"), np.arange(4.0), n_regions=2)
+    >>> state, _ = EmbeddingUpdater(space).apply(UserState("u"), Event(3, "like", 0.0))
+    >>> [r.item for r in Ranker(space).recommend(state, k=2)]
+    [2, 1]
+    """
+
+    def __init__(
+        self,
+        space: EmbeddingSpace,
+        scorers: Sequence[ItemItemScorer] = (),
+        config: RankerConfig | None = None,
+        campaigns: Sequence[Campaign] = (),
+    ) -> None:
+        self.space = space
+        self.scorers = tuple(scorers)
+        self.config = config if config is not None else RankerConfig()
+        self.campaigns = tuple(campaigns)
+        self._index: IVFIndex | None = None
+        if space.n_items > self.config.exact_search_max_items:
+            self._index = IVFIndex.build(space.unit, random_state=0)
+
+    # ------------------------------------------------------------------ public API
+    def recommend(
+        self,
+        state: UserState,
+        k: int = 10,
+        filters: Filters | None = None,
+        request_context: RequestContext | None = None,
+    ) -> list[RankedItem]:
+        """The top-``k`` page for ``state`` (fewer when filters leave fewer items)."""
+        if k < 1:
+            raise ConfigError(f"k must be a positive integer, got {k!r}")
+        context = request_context if request_context is not None else RequestContext()
+        space = self.space
+        mask = allowed_items(filters if filters is not None else Filters(), state, space.n_items, space.metadata)
+        stage = self.config.journey.stage(state)
+        scored = blend(space, state, self.scorers, self.config.blend, self._ann_candidates(state))
+        positions = scored.items if scored.items is not None else np.arange(space.n_items)
+        allowed = mask[positions]
+        scores = np.where(allowed, scored.scores, -np.inf)
+
+        promoted = self._promotions(state, mask, context)
+        taken = {item for item, _, _ in promoted}
+        n_explore = int(round(stage.explore_share * k)) if state.has_signal else 0
+        n_exploit = max(k - len(promoted) - n_explore, 0)
+        pool = top_indices(scores, self.config.pool_size + len(taken))
+        pool = pool[~np.isin(positions[pool], list(taken))]
+        exploit = mmr(
+            positions[pool], scores[pool], space.unit, n_exploit, stage.mmr_lambda,
+            regions=space.regions, max_per_region=stage.max_per_region,
+            groups=scored.interest[pool], quotas=self._quotas(state, n_exploit),
+        )  # fmt: skip
+        explore = self._explore(state, scored, positions, allowed, set(exploit) | taken, n_explore)
+        if len(exploit) + len(explore) + len(promoted) < k:  # not enough adjacent items: exploit more
+            extra = [int(i) for i in positions[pool] if int(i) not in set(exploit) | set(explore)]
+            exploit += extra[: k - len(exploit) - len(explore) - len(promoted)]
+
+        explainer = Explainer(space, state, self.scorers, scored, exploit)
+
+        def score_of(item: int) -> float:
+            row = scored.row(item)
+            return float(scored.scores[row]) if row is not None else float("nan")
+
+        page: list[RankedItem] = [explainer.exploit(item, score_of(item)) for item in exploit]
+        for offset, item in enumerate(explore):
+            slot = min(int(round((offset + 1) * k / (len(explore) + 1))), len(page))
+            page.insert(slot, explainer.explore(item, score_of(item)))
+        for item, relevance, campaign in sorted(promoted, key=lambda p: p[2].slot):
+            page.insert(min(campaign.slot, len(page)), explainer.promoted(item, relevance, campaign))
+        return page[:k]
+
+    def served(self, state: UserState, page: Sequence[RankedItem]) -> UserState:
+        """Record that ``page`` was shown: one more page without a signal, campaign exposures."""
+        state.pages_since_signal += 1
+        for ranked in page:
+            if ranked.campaign_id is not None:
+                state.exposures[ranked.campaign_id] = state.exposures.get(ranked.campaign_id, 0) + 1
+        state.version += 1
+        return state
+
+    def similar_items(self, item: int, k: int = 10) -> list[RankedItem]:
+        """Items closest to ``item`` by cosine in the embedding space (the item excluded)."""
+        if not 0 <= item < self.space.n_items:
+            raise ConfigError(f"item index {item} is outside [0, {self.space.n_items})")
+        scores = (self.space.unit @ self.space.unit[item]).astype(np.float64)
+        scores[item] = -np.inf
+        scores[np.abs(self.space.unit).sum(axis=1) == 0] = -np.inf
+        label = self.space.metadata.label(item) if self.space.metadata is not None else f"item {item}"
+        return [
+            RankedItem(int(j), float(scores[j]), "exploit", f"Similar to {label}", (item,))
+            for j in top_indices(scores, k)
+        ]
+
+    def intent(self, state: UserState) -> dict[str, object]:
+        """JSON-able summary of what the user is after (for AI agents); see :func:`intent_summary`."""
+        return intent_summary(self.space, state, self.config)
+
+    # ------------------------------------------------------------------ steps
+    def _ann_candidates(self, state: UserState) -> np.ndarray | None:
+        if self._index is None:
+            return None
+        directions, _ = interest_directions(state)
+        queries = list(directions) + ([state.ls_vector] if state.ls_vector is not None else [])
+        found = [self._index.candidates(q, self.config.ann_probe) for q in queries]
+        prior = self.space.prior.for_count(state.positives)
+        found.append(top_indices(np.asarray(prior, dtype=np.float64), 10 * self.config.pool_size))
+        found.append(np.array([s.item for s in state.recent[-20:]], dtype=np.int64))
+        return np.unique(np.concatenate(found))
+
+    def _quotas(self, state: UserState, slots: int) -> dict[int, int]:
+        """Exploit slots reserved per interest (index), proportional to the interest shares."""
+        shares = state.shares()
+        strong = [k for k, share in enumerate(shares) if share >= self.config.min_interest_share]
+        if len(strong) < 2 or self.config.interest_quota == 0:
+            return {}
+        return {k: max(1, int(self.config.interest_quota * shares[k] * slots)) for k in strong}
+
+    def _promotions(
+        self, state: UserState, mask: np.ndarray, context: RequestContext
+    ) -> list[tuple[int, float, Campaign]]:
+        if not state.interests or self.config.max_promotions == 0:
+            return []
+        directions, _ = interest_directions(state)
+        chosen: list[tuple[int, float, Campaign]] = []
+        for campaign in self.campaigns:
+            if len(chosen) >= self.config.max_promotions or not campaign.active(context.now):
+                continue
+            if state.exposures.get(campaign.campaign_id, 0) >= campaign.per_user_cap:
+                continue
+            taken = {c[0] for c in chosen}
+            items = [i for i in campaign.items if 0 <= i < self.space.n_items and mask[i] and i not in taken]
+            if not items:
+                continue
+            relevance = (self.space.unit[items] @ directions.T).max(axis=1)
+            best = int(np.argmax(relevance))
+            if relevance[best] >= campaign.relevance_floor:
+                chosen.append((int(items[best]), float(relevance[best]), campaign))
+        return chosen
+
+    def _explore(
+        self,
+        state: UserState,
+        scored: Blended,
+        positions: np.ndarray,
+        allowed: np.ndarray,
+        taken: set[int],
+        count: int,
+    ) -> list[int]:
+        if count == 0 or not state.interests:
+            return []
+        regions = self.space.regions[positions]
+        touched = {int(self.space.regions[i]) for i in state.seen if i < self.space.n_items}
+        touched |= {int(self.space.regions[i]) for i in taken}
+        near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
+        near &= ~np.isin(positions, list(taken))
+        fresh = near & ~np.isin(regions, list(touched))
+        candidates = fresh if fresh.any() else near
+        affinity = np.where(candidates, scored.affinity, -np.inf)
+        pool = top_indices(affinity, 4 * count)
+        return mmr(positions[pool], affinity[pool], self.space.unit, count, 0.5, regions=self.space.regions,
+                   max_per_region=1)  # fmt: skip

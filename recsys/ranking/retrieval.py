@@ -1,0 +1,112 @@
+"""Candidate retrieval: exact batched top-k dot product, and an IVF index for very large catalogues.
+
+Exact search is one matrix product and an ``argpartition``; at d = 64 it scans 10k items in well
+under a millisecond and stays the default up to ``RankerConfig.exact_search_max_items`` (200k). Above
+that, :class:`IVFIndex` (k-means inverted lists, probe the ``n_probe`` nearest lists) scores only a
+fraction of the items; :func:`recall_at_k` measures what it loses against exact search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.cluster import MiniBatchKMeans
+
+from recsys.errors import ConfigError
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest finite scores, best first (ties: lower index first)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if finite.size > k:
+        part = np.argpartition(-scores[finite], k - 1)[:k]
+        finite = finite[part]
+    return finite[np.lexsort((finite, -scores[finite]))]
+
+
+def exact_top_k(
+    queries: np.ndarray, vectors: np.ndarray, k: int, *, banned: np.ndarray | None = None, batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items by dot product for each query row, in batches of ``batch`` queries.
+
+    Returns ``(ids, scores)`` of shape ``(n_queries, k)``; missing slots hold ``-1`` / ``-inf``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ids, _ = exact_top_k(np.array([[1.0, 0.0]]), np.array([[0.1, 0], [0.9, 0], [0, 1]]), 2)
+    >>> ids.tolist()
+    [[1, 0]]
+    """
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    ids = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    out = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+    for start in range(0, queries.shape[0], batch):
+        block = queries[start : start + batch] @ vectors.T
+        if banned is not None:
+            block[:, banned] = -np.inf
+        for row, scores in enumerate(block):
+            best = top_indices(scores, k)
+            ids[start + row, : best.size] = best
+            out[start + row, : best.size] = scores[best]
+    return ids, out
+
+
+@dataclass(frozen=True, eq=False)
+class IVFIndex:
+    """Inverted-file index over item vectors (inner-product search).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> vectors = rng.normal(size=(2000, 16)).astype("float32")
+    >>> index = IVFIndex.build(vectors, n_lists=20, random_state=0)
+    >>> queries = rng.normal(size=(20, 16)).astype("float32")
+    >>> recall_at_k(index, vectors, queries, k=10, n_probe=20)
+    1.0
+    """
+
+    centroids: np.ndarray
+    lists: tuple[np.ndarray, ...]
+    vectors: np.ndarray
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, n_lists: int | None = None, random_state: int = 0) -> IVFIndex:
+        """Cluster the items into ``n_lists`` lists (default ``4 sqrt(n_items)``)."""
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        count = n_lists if n_lists is not None else int(4 * np.sqrt(matrix.shape[0]))
+        count = max(1, min(count, matrix.shape[0]))
+        kmeans = MiniBatchKMeans(n_clusters=count, random_state=random_state, n_init=3, batch_size=4096)
+        labels = kmeans.fit_predict(matrix)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(count + 1))
+        lists = tuple(order[bounds[i] : bounds[i + 1]] for i in range(count))
+        return cls(centroids=kmeans.cluster_centers_.astype(np.float32), lists=lists, vectors=matrix)
+
+    def candidates(self, query: np.ndarray, n_probe: int) -> np.ndarray:
+        """Item indices in the ``n_probe`` lists whose centres score highest for ``query``."""
+        if n_probe < 1:
+            raise ConfigError(f"n_probe must be >= 1, got {n_probe}")
+        probe = top_indices(self.centroids @ np.asarray(query, dtype=np.float32), n_probe)
+        return np.concatenate([self.lists[i] for i in probe]) if probe.size else np.zeros(0, np.int64)
+
+    def search(self, query: np.ndarray, k: int, *, n_probe: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-``k`` ids and scores for one query vector."""
+        pool = self.candidates(query, n_probe)
+        scores = self.vectors[pool] @ np.asarray(query, dtype=np.float32)
+        best = top_indices(scores, k)
+        return pool[best], scores[best]
+
+
+def recall_at_k(index: IVFIndex, vectors: np.ndarray, queries: np.ndarray, *, k: int = 10, n_probe: int = 8) -> float:
+    """Mean fraction of the exact top-``k`` that the index returns."""
+    exact, _ = exact_top_k(queries, vectors, k)
+    hits = 0
+    for query, truth in zip(np.atleast_2d(queries), exact, strict=True):
+        found, _ = index.search(query, k, n_probe=n_probe)
+        hits += np.isin(truth, found).sum()
+    return float(hits / exact.size)

@@ -1,0 +1,208 @@
+"""Ranking: the zero-history prior, blending, filters, MMR, journey, promotions, explanations, intent."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recsys.embeddings import EmbeddingSpace, EmbeddingUpdater, Event, UserState
+from recsys.errors import ConfigError
+from recsys.ranking import (
+    BlendConfig,
+    Campaign,
+    Filters,
+    IVFIndex,
+    ItemItemScorer,
+    JourneyConfig,
+    JourneyStage,
+    Ranker,
+    RankerConfig,
+    RequestContext,
+    exact_top_k,
+    mean_pairwise_similarity,
+    mmr,
+    recall_at_k,
+)
+from tests.unit.test_embeddings import PER_CLUSTER, planted_space
+
+
+def cluster_of(item: int) -> int:
+    return item // PER_CLUSTER
+
+
+@pytest.fixture(scope="module")
+def space() -> EmbeddingSpace:
+    return planted_space()
+
+
+def liked(space: EmbeddingSpace, items: list[int], kind: str = "like") -> UserState:
+    updater = EmbeddingUpdater(space)
+    state = UserState("u")
+    for step, item in enumerate(items):
+        updater.apply(state, Event(item, kind, float(step)))
+    return state
+
+
+def test_zero_history_page_spreads_over_regions_and_beats_popularity(space: EmbeddingSpace) -> None:
+    page = [r.item for r in Ranker(space).recommend(UserState("new"), k=10)]
+    assert len({cluster_of(i) for i in page}) >= 3
+    popular = np.argsort(-space.prior.overall, kind="stable")[:10]
+    assert {cluster_of(i) for i in popular} == {0}
+    # planted users: each likes one cluster (cluster 0 the most common); hit rate of the first page
+    share = np.array([0.4, 0.15, 0.15, 0.15, 0.15])
+
+    def hit_rate(items: list[int] | np.ndarray) -> float:
+        return float(sum(share[c] for c in range(5) if any(cluster_of(i) == c for i in items)))
+
+    assert hit_rate(page) >= hit_rate(popular)
+    assert all(r.provenance == "popular" for r in Ranker(space).recommend(UserState("new"), k=10))
+
+
+def test_first_signal_changes_the_page_but_keeps_some_prior(space: EmbeddingSpace) -> None:
+    ranker = Ranker(space, config=RankerConfig(blend=BlendConfig(confidence_half=2.0)))  # c = 0.6 after a like
+    cold = [r.item for r in ranker.recommend(UserState("new"), k=10)]
+    first = ranker.recommend(liked(space, [130]), k=10)
+    clusters = [cluster_of(r.item) for r in first]
+    assert [r.item for r in first] != cold
+    assert 3 in clusters and any(c != 3 for c in clusters)
+    many = ranker.recommend(liked(space, [130, 131, 132, 133, 134, 135, 136, 137]), k=10)
+    assert sum(cluster_of(r.item) == 3 for r in many) > clusters.count(3)
+
+
+def test_multi_interest_page_covers_both_clusters(space: EmbeddingSpace) -> None:
+    state = liked(space, [0, 120, 1, 121, 2, 122, 3, 123])
+    page = Ranker(space).recommend(state, k=10)
+    assert {cluster_of(r.item) for r in page if r.provenance == "exploit"} >= {0, 3}
+
+
+def test_filters_seen_category_attribute_allow_deny(space: EmbeddingSpace) -> None:
+    ranker = Ranker(space)
+    state = liked(space, [120, 121, 122])
+    assert not {r.item for r in ranker.recommend(state, k=20)} & {120, 121, 122}
+    assert {120, 121} & {r.item for r in ranker.recommend(state, k=40, filters=Filters(exclude_seen=False))}
+    only = ranker.recommend(state, k=10, filters=Filters(include_categories=["genre1"]))
+    assert {cluster_of(r.item) for r in only} == {1}
+    without = ranker.recommend(state, k=30, filters=Filters(exclude_categories=["genre3"]))
+    assert 3 not in {cluster_of(r.item) for r in without}
+    cheap = ranker.recommend(state, k=10, filters=Filters(attribute_ranges={"price": (None, 9.0)}))
+    assert {r.item for r in cheap} <= set(range(10))
+    allow = ranker.recommend(state, k=10, filters=Filters(allow=[5, 6, 7, 121], deny=[6]))
+    assert {r.item for r in allow} == {5, 7}
+    with pytest.raises(ConfigError, match="unknown item attribute"):
+        ranker.recommend(state, filters=Filters(attribute_ranges={"colour": (0.0, 1.0)}))
+
+
+def test_mmr_lowers_average_pairwise_similarity(space: EmbeddingSpace) -> None:
+    state = liked(space, [0, 120])
+    focused = RankerConfig(journey=JourneyConfig(stages=(JourneyStage(name="focus", mmr_lambda=1.0),)))
+    diverse = RankerConfig(journey=JourneyConfig(stages=(JourneyStage(name="focus", mmr_lambda=0.3),)))
+    pages = [[r.item for r in Ranker(space, config=c).recommend(state, k=10)] for c in (focused, diverse)]
+    assert mean_pairwise_similarity(pages[1], space.unit) < mean_pairwise_similarity(pages[0], space.unit)
+    unit = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)
+    assert mmr(np.array([0, 1, 2]), np.array([1.0, 0.95, 0.5]), unit, 2, 0.5) == [0, 2]
+
+
+def test_journey_policy_transitions_and_exploration_share(space: EmbeddingSpace) -> None:
+    ranker = Ranker(space)
+    journey = ranker.config.journey
+    state = UserState("u")
+    assert journey.stage(state).name == "cold"
+    updater = EmbeddingUpdater(space)
+    updater.apply(state, Event(0, "like", 0.0))
+    updater.apply(state, Event(1, "like", 1.0))
+    names = []
+    for _ in range(5):
+        names.append(journey.stage(state).name)
+        page = ranker.recommend(state, k=10)
+        ranker.served(state, page)
+    assert names == ["focus", "focus", "browse", "browse", "explore"]
+    page = ranker.recommend(state, k=10)
+    explore = [r for r in page if r.provenance == "explore"]
+    assert len(explore) == 4 and all(cluster_of(r.item) != 0 for r in explore)
+    updater.apply(state, Event(2, "like", 2.0))
+    assert journey.stage(state).name == "focus"
+    assert not [r for r in ranker.recommend(state, k=10) if r.provenance == "explore"]
+    with pytest.raises(ValueError, match="increase strictly"):
+        JourneyConfig(stages=(JourneyStage(name="a"), JourneyStage(name="b")))
+
+
+def test_promotions_need_relevance_and_respect_the_cap(space: EmbeddingSpace) -> None:
+    near = Campaign("near", items=(150, 151), relevance_floor=0.5, per_user_cap=2, slot=1)
+    far = Campaign("far", items=(60, 61), relevance_floor=0.5, per_user_cap=5, slot=0)
+    ranker = Ranker(space, campaigns=(far, near), config=RankerConfig(max_promotions=2))
+    state = liked(space, [120, 121, 122])
+    shown = []
+    for _ in range(3):
+        page = ranker.recommend(state, k=10, request_context=RequestContext(now=100.0))
+        shown.append([r for r in page if r.provenance == "promoted"])
+        ranker.served(state, page)
+    assert [p[0].campaign_id for p in shown[:2]] == ["near", "near"] and shown[2] == []
+    assert shown[0][0].item in (150, 151) and state.exposures == {"near": 2}
+    timed = Ranker(space, campaigns=(Campaign("later", items=(150,), relevance_floor=0.0, start=1e9),))
+    page = timed.recommend(liked(space, [120]), k=10, request_context=RequestContext(now=100.0))
+    assert not [r for r in page if r.provenance == "promoted"]
+    assert not [r for r in ranker.recommend(UserState("new"), k=10) if r.provenance == "promoted"]
+
+
+def test_every_item_has_score_provenance_and_an_explanation_naming_signals(space: EmbeddingSpace) -> None:
+    scorer = ItemItemScorer("pairs", np.eye(space.n_items, k=1, dtype=np.float32) * 5.0)
+    state = liked(space, [120, 121, 122])
+    page = Ranker(space, scorers=[scorer]).recommend(state, k=10)
+    assert all(np.isfinite(r.score) and r.explanation for r in page)
+    exploit = [r for r in page if r.provenance == "exploit"]
+    assert exploit and all(set(r.because) <= {120, 121, 122} and r.because for r in exploit)
+    top = page[0]
+    assert top.item == 123 and top.because[0] == 122 and "Title 122" in top.explanation
+    assert json.dumps([r.to_dict() for r in page])
+
+
+def test_intent_summary_shape(space: EmbeddingSpace) -> None:
+    state = liked(space, [0, 120, 1, 121, 2])
+    intent = Ranker(space).intent(state)
+    assert json.loads(json.dumps(intent)) == intent
+    assert set(intent) == {"user_id", "version", "confidence", "journey_stage", "n_signals", "positives",
+                           "interests", "drift", "recent_signals"}  # fmt: skip
+    assert len(intent["interests"]) == 2 and intent["interests"][0]["share"] > intent["interests"][1]["share"]
+    assert intent["interests"][0]["categories"][0]["name"] == "genre0"
+    assert intent["recent_signals"][0]["item"] == 2 and 0 < intent["confidence"] < 1
+
+
+def test_similar_items(space: EmbeddingSpace) -> None:
+    similar = Ranker(space).similar_items(45, k=5)
+    assert {cluster_of(r.item) for r in similar} == {1} and 45 not in {r.item for r in similar}
+
+
+def test_next_items_and_session_scorers_learn_sequences() -> None:
+    users = np.repeat(np.arange(30), 4)
+    items = np.tile([0, 1, 2, 3], 30)
+    times = np.tile(np.arange(4.0), 30)
+    for scorer in (
+        ItemItemScorer.fit_next_items(users, items, times, n_items=6, past=2, future=1, l2=1.0),
+        ItemItemScorer.fit_session_ease(users, items, times, n_items=6, window=2, stride=1, l2=1.0),
+    ):
+        from recsys.embeddings.state import Signal
+
+        scores = scorer.scores([Signal(0, 1.0, 0.0, 0, "like")], n_signals=1, n_items=7)
+        assert int(np.argmax(scores)) == 1 and scores[6] == 0.0
+        sparse = scorer.pruned(2)
+        assert int(np.argmax(sparse.scores([Signal(0, 1.0, 0.0, 0, "like")], 1, 6))) == 1
+
+
+def test_exact_and_approximate_retrieval() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(3000, 16)).astype(np.float32)
+    queries = rng.normal(size=(50, 16)).astype(np.float32)
+    ids, scores = exact_top_k(queries, vectors, 10, batch=7)
+    np.testing.assert_array_equal(ids[0], np.argsort(-(vectors @ queries[0]))[:10])
+    index = IVFIndex.build(vectors, n_lists=30, random_state=0)
+    assert recall_at_k(index, vectors, queries, k=10, n_probe=30) == 1.0
+    assert recall_at_k(index, vectors, queries, k=10, n_probe=8) > 0.6
+
+
+def test_large_catalogue_path_uses_the_index(space: EmbeddingSpace) -> None:
+    ranker = Ranker(space, config=RankerConfig(exact_search_max_items=50, ann_probe=4))
+    state = liked(space, [120, 121])
+    page = ranker.recommend(state, k=10)
+    assert ranker._index is not None and len(page) == 10 and 3 in {cluster_of(r.item) for r in page}
