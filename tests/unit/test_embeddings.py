@@ -29,7 +29,9 @@ def planted_space(n_regions: int = N_CLUSTERS, seed: int = 0) -> EmbeddingSpace:
     """Five well-separated clusters of 40 items; cluster 0 is by far the most popular."""
     rng = np.random.default_rng(seed)
     centres = np.linalg.qr(rng.normal(size=(DIM, DIM)))[0][:N_CLUSTERS]
-    vectors = np.repeat(centres, PER_CLUSTER, axis=0) + 0.15 * rng.normal(size=(N_CLUSTERS * PER_CLUSTER, DIM))
+    vectors = np.repeat(centres, PER_CLUSTER, axis=0) + 0.15 * rng.normal(
+        size=(N_CLUSTERS * PER_CLUSTER, DIM)
+    )
     popularity = np.repeat([400.0, 150.0, 150.0, 150.0, 150.0], PER_CLUSTER) * rng.uniform(0.5, 1.0, 200)
     popularity[:PER_CLUSTER] += 1000.0
     n = N_CLUSTERS * PER_CLUSTER
@@ -117,7 +119,9 @@ def test_close_interests_merge(space: EmbeddingSpace) -> None:
     updater = EmbeddingUpdater(space, config)
     updater.apply(state, like(0))
     updater.apply(state, like(1, 1.0))  # spawns (below 0.999) then merges (above 0.5)
-    assert len(state.interests) == 1 and state.interests[0].weight == pytest.approx(3.0 * 0.5 ** (1 / 20) + 3.0)
+    assert len(state.interests) == 1 and state.interests[0].weight == pytest.approx(
+        3.0 * 0.5 ** (1 / 20) + 3.0
+    )
     updater.apply(state, like(160, 2.0))  # far away: stays separate
     assert len(state.interests) == 2
 
@@ -152,7 +156,9 @@ def test_rating_weight_comes_from_the_weighting_function(space: EmbeddingSpace) 
 def als_space() -> tuple[ALSRecommender, EmbeddingSpace]:
     rng = np.random.default_rng(0)
     matrix = sp.csr_matrix((rng.random((60, 30)) < 0.2).astype(np.float32))
-    model = ALSRecommender(factors=8, regularization=0.1, alpha=2.0, iterations=5, random_state=0, device="cpu")
+    model = ALSRecommender(
+        factors=8, regularization=0.1, alpha=2.0, iterations=5, random_state=0, device="cpu"
+    )
     model.fit(matrix)
     return model, EmbeddingSpace.from_model(model, np.asarray(matrix.sum(axis=0)).ravel(), n_regions=3)
 
@@ -179,7 +185,14 @@ def test_exact_fold_in_equals_least_squares(als_space: tuple[ALSRecommender, Emb
     confidences = {item: space.alpha * w for item, w in weights.items()}
     expected = _least_squares(space, confidences)
     np.testing.assert_allclose(state.ls_vector, expected, rtol=1e-4, atol=1e-5)
-    row = sp.csr_matrix((list(weights.values()), ([0] * 4, list(weights)), ), shape=(1, 30), dtype=np.float32)
+    row = sp.csr_matrix(
+        (
+            list(weights.values()),
+            ([0] * 4, list(weights)),
+        ),
+        shape=(1, 30),
+        dtype=np.float32,
+    )
     np.testing.assert_allclose(state.ls_vector, model.fold_in(row)[0], rtol=1e-3, atol=1e-3)
     restored = UserState.from_bytes(state.to_bytes())  # cache rebuilt from stored confidences
     updater.apply(restored, like(5, 6.0))
@@ -188,7 +201,9 @@ def test_exact_fold_in_equals_least_squares(als_space: tuple[ALSRecommender, Emb
     )
 
 
-def test_state_round_trip_is_exact(space: EmbeddingSpace, als_space: tuple[ALSRecommender, EmbeddingSpace]) -> None:
+def test_state_round_trip_is_exact(
+    space: EmbeddingSpace, als_space: tuple[ALSRecommender, EmbeddingSpace]
+) -> None:
     _, als = als_space
     for current in (space, als):
         updater = EmbeddingUpdater(current)
@@ -239,7 +254,9 @@ def test_content_projection_places_new_item_near_content_neighbours(space: Embed
 def test_stage_popularity_uses_the_users_stage() -> None:
     users = np.array([0, 0, 0, 1, 1, 1])
     items = np.array([0, 1, 2, 0, 2, 1])
-    prior = StagePopularity.fit(users, items, np.array([1, 2, 3, 1, 2, 3]), n_items=3, stages=(0, 1), window=1)
+    prior = StagePopularity.fit(
+        users, items, np.array([1, 2, 3, 1, 2, 3]), n_items=3, stages=(0, 1), window=1
+    )
     assert prior.for_count(0).tolist() == [2, 0, 0]
     assert prior.for_count(1).tolist() == [0, 1, 1]
     assert prior.for_count(5).tolist() == [2, 2, 2]
@@ -265,8 +282,8 @@ class _OracleAgent:
 def test_coldstart_protocol_pieces() -> None:
     import pandas as pd
 
-    frame = pd.DataFrame({"user_id": [0] * 30, "item_id": np.arange(30)[::-1], "timestamp": np.arange(30) * 1.0,
-                          "rating": [4.0] * 30})  # fmt: skip
+    items = np.arange(30)[::-1]
+    frame = pd.DataFrame({"user_id": 0, "item_id": items, "timestamp": np.arange(30.0), "rating": 4.0})
     data = ColdStartData(frame, 1, 30, np.arange(30))
     (history,) = data.histories(np.array([0]))
     assert history.items[:3].tolist() == [29, 28, 27]

@@ -18,7 +18,6 @@ from recsys.evaluation.protocol import (
     select_and_test,
 )
 
-SHARED_RATINGS = Path("/work/shared/data/ml-latest-small/ratings.csv")
 REPO_RATINGS = Path(__file__).resolve().parents[2] / "data" / "ml-latest-small" / "ratings.csv"
 
 
@@ -54,10 +53,7 @@ class Popularity:
 
 
 def _ratings_path() -> Path:
-    for path in (SHARED_RATINGS, REPO_RATINGS):
-        if path.exists():
-            return path
-    pytest.skip("ml-latest-small ratings.csv not found")
+    return REPO_RATINGS
 
 
 @pytest.fixture(scope="module")

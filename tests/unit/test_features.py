@@ -28,8 +28,9 @@ from recsys.features import (
     save_features,
     temporal_features,
 )
+from tests.conftest import ML_LATEST_SMALL
 
-MOVIES = Path("/work/shared/data/ml-latest-small/movies.csv")
+MOVIES = ML_LATEST_SMALL / "movies.csv"
 UTC = "UTC"
 
 
@@ -317,7 +318,6 @@ def test_artifacts_wrong_version_and_missing(tmp_path: Path, catalogue: pd.DataF
 
 
 # ------------------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not MOVIES.is_file(), reason="ml-latest-small is not available")
 def test_movielens_movies_fit_and_neighbours() -> None:
     movies = pd.read_csv(MOVIES)
     genres = movies["genres"].str.split("|")

@@ -8,16 +8,14 @@ with the train items masked.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import pytest
 import scipy.sparse as sp
 
 from recsys.models import EASERecommender, PopularityRecommender
+from tests.conftest import ML_LATEST_SMALL
 
-RATINGS = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
+RATINGS = ML_LATEST_SMALL / "ratings.csv"
 
 
 def _split(seed: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -52,7 +50,6 @@ def _ndcg_at_10(ids: np.ndarray, test: sp.csr_matrix) -> float:
     return float(np.mean(values))
 
 
-@pytest.mark.skipif(not RATINGS.exists(), reason=f"{RATINGS} not present")
 def test_ease_beats_popularity_on_movielens() -> None:
     train, test = _split()
     popularity = _ndcg_at_10(PopularityRecommender().fit(train).recommend(train, k=10)[0], test)

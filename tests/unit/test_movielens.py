@@ -12,13 +12,10 @@ from recsys.data import schema as s
 from recsys.data.movielens import MovieLensSource, load_movielens
 from recsys.data.sources import parse_source
 from recsys.errors import ConfigError, FormatError
+from tests.conftest import ML_LATEST_SMALL
 
-_CANDIDATES = (
-    Path(__file__).resolve().parents[2] / "data" / "ml-latest-small",
-    Path("/work/shared/data/ml-latest-small"),
-)
-ML_SMALL = next((p for p in _CANDIDATES if (p / "ratings.csv").exists()), None)
-needs_ml_small = pytest.mark.skipif(ML_SMALL is None, reason="ml-latest-small is not available")
+ML_SMALL = ML_LATEST_SMALL
+needs_ml_small = pytest.mark.usefixtures("ml_small")  # the bundled copy; always present
 
 
 @pytest.fixture(scope="module")

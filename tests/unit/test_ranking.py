@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from recsys.ranking import (
     BlendConfig,
     Campaign,
     Filters,
-    IVFIndex,
     ItemItemScorer,
+    IVFIndex,
     JourneyConfig,
     JourneyStage,
     Ranker,
@@ -61,7 +62,9 @@ def test_zero_history_page_spreads_over_regions_and_beats_popularity(space: Embe
 
 
 def test_first_signal_changes_the_page_but_keeps_some_prior(space: EmbeddingSpace) -> None:
-    ranker = Ranker(space, config=RankerConfig(blend=BlendConfig(confidence_half=2.0)))  # c = 0.6 after a like
+    ranker = Ranker(
+        space, config=RankerConfig(blend=BlendConfig(confidence_half=2.0))
+    )  # c = 0.6 after a like
     cold = [r.item for r in ranker.recommend(UserState("new"), k=10)]
     first = ranker.recommend(liked(space, [130]), k=10)
     clusters = [cluster_of(r.item) for r in first]
@@ -174,7 +177,7 @@ def test_similar_items(space: EmbeddingSpace) -> None:
     assert {cluster_of(r.item) for r in similar} == {1} and 45 not in {r.item for r in similar}
 
 
-def test_next_items_and_session_scorers_learn_sequences() -> None:
+def test_next_items_and_session_scorers_learn_sequences(tmp_path: Path) -> None:
     users = np.repeat(np.arange(30), 4)
     items = np.tile([0, 1, 2, 3], 30)
     times = np.tile(np.arange(4.0), 30)
@@ -188,13 +191,21 @@ def test_next_items_and_session_scorers_learn_sequences() -> None:
         assert int(np.argmax(scores)) == 1 and scores[6] == 0.0
         sparse = scorer.pruned(2)
         assert int(np.argmax(sparse.scores([Signal(0, 1.0, 0.0, 0, "like")], 1, 6))) == 1
+        for saved in (scorer, sparse):
+            saved.save(tmp_path / "scorer.npz")
+            again = ItemItemScorer.load(tmp_path / "scorer.npz")
+            assert again.name == saved.name and again.half_life_events == saved.half_life_events
+            np.testing.assert_array_equal(
+                again.scores([Signal(2, 1.0, 0.0, 0, "like")], 1, 6),
+                saved.scores([Signal(2, 1.0, 0.0, 0, "like")], 1, 6),
+            )
 
 
 def test_exact_and_approximate_retrieval() -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(3000, 16)).astype(np.float32)
     queries = rng.normal(size=(50, 16)).astype(np.float32)
-    ids, scores = exact_top_k(queries, vectors, 10, batch=7)
+    ids, _ = exact_top_k(queries, vectors, 10, batch=7)
     np.testing.assert_array_equal(ids[0], np.argsort(-(vectors @ queries[0]))[:10])
     index = IVFIndex.build(vectors, n_lists=30, random_state=0)
     assert recall_at_k(index, vectors, queries, k=10, n_probe=30) == 1.0
@@ -206,3 +217,10 @@ def test_large_catalogue_path_uses_the_index(space: EmbeddingSpace) -> None:
     state = liked(space, [120, 121])
     page = ranker.recommend(state, k=10)
     assert ranker._index is not None and len(page) == 10 and 3 in {cluster_of(r.item) for r in page}
+
+
+def test_items_added_live_can_be_recommended(space: EmbeddingSpace) -> None:
+    grown = space.add_items(["brand-new"], vectors=space.vectors[[125]] * 1.05, categories=[["genre3"]])
+    ranker = Ranker(space).with_space(grown)
+    state = liked(grown, [120, 121, 122, 123, 124, 125, 126])
+    assert grown.n_items - 1 in {r.item for r in ranker.recommend(state, k=10)}
