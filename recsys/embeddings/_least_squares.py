@@ -43,7 +43,9 @@ def rebuild(state: UserState, space: EmbeddingSpace) -> tuple[np.ndarray, np.nda
     return inverse, rhs
 
 
-def add_confidence(state: UserState, space: EmbeddingSpace, item: int, delta: float, refresh_every: int) -> None:
+def add_confidence(
+    state: UserState, space: EmbeddingSpace, item: int, delta: float, refresh_every: int
+) -> None:
     """Add ``delta`` (already times ``alpha``) to item ``item``'s confidence; update ``ls_vector``."""
     cached = state._cache.get("ls")
     if cached is None or cached[0] != space.fingerprint or cached[3] >= refresh_every:

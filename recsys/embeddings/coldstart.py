@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsys.evaluation.protocol import recbole_positives
+from recsys.ranking.retrieval import top_indices
 
 CHECKPOINTS: tuple[int, ...] = (0, 1, 3, 5, 10, 20)
 
@@ -63,11 +64,11 @@ class ColdStartData:
     def histories(self, users: np.ndarray, min_positives: int = 25) -> list[History]:
         """Replay order of each user in ``users`` with at least ``min_positives`` positives."""
         out = []
-        for user, group in self.events(users).groupby("user_id", sort=True):
+        for _, group in self.events(users).groupby("user_id", sort=True):
             if len(group) >= min_positives:
                 out.append(
                     History(
-                        user=int(user),  # type: ignore[call-overload]
+                        user=int(group["user_id"].iloc[0]),
                         items=group["item_id"].to_numpy(np.int64),
                         timestamps=group["timestamp"].to_numpy(np.float64),
                         ratings=group["rating"].to_numpy(np.float64),
@@ -102,7 +103,9 @@ def holdout_mask(n_users: int, fraction: float = 0.2, seed: int = 0) -> np.ndarr
     return np.random.default_rng(seed).random(n_users) < fraction
 
 
-def validation_folds(train_users: np.ndarray, n_folds: int = 5, seed: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def validation_folds(
+    train_users: np.ndarray, n_folds: int = 5, seed: int = 1
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``(fit_users, validation_users)`` folds over the training users only."""
     fold = np.random.default_rng(seed).integers(0, n_folds, train_users.size)
     for index in range(n_folds):
@@ -138,6 +141,51 @@ class Agent(Protocol):
         ...
 
 
+class PopularityReference:
+    """Reference agent: the same popularity ranking for everyone (revealed items excluded).
+
+    Subclasses override :meth:`personal_scores` (used once at least one item is revealed).
+    """
+
+    def __init__(self, popularity: np.ndarray) -> None:
+        self.popularity = np.asarray(popularity, dtype=np.float64)
+        self.revealed: list[int] = []
+
+    def reset(self, user: int) -> None:
+        self.revealed = []
+
+    def observe(self, item: int, timestamp: float, rating: float, position: int) -> None:
+        self.revealed.append(item)
+
+    def personal_scores(self) -> np.ndarray:
+        return self.popularity.copy()
+
+    def recommend(self, k: int) -> np.ndarray:
+        scores = self.personal_scores() if self.revealed else self.popularity.copy()
+        scores[self.revealed] = -np.inf
+        return top_indices(scores, k)
+
+
+class _FoldInReference(PopularityReference):
+    def __init__(self, popularity: np.ndarray, model: Any) -> None:
+        super().__init__(popularity)
+        self.model = model
+
+    def personal_scores(self) -> np.ndarray:
+        n = len(self.revealed)
+        values = (np.ones(n, np.float32), (np.zeros(n, np.int64), np.asarray(self.revealed)))
+        row = sp.csr_matrix(values, shape=(1, self.popularity.size))
+        return np.asarray(self.model.score(row), dtype=np.float64).ravel()
+
+
+def fold_in_reference(popularity: np.ndarray, model: Any) -> PopularityReference:
+    """Reference agent scoring the binary revealed history with a fitted model's own fold-in.
+
+    ALS: exact least squares on the revealed items; EASE: history x B. Popularity at n = 0.
+    """
+    return _FoldInReference(popularity, model)
+
+
 def curve(
     agent: Agent,
     histories: Sequence[History],
@@ -156,7 +204,9 @@ def curve(
                 page = agent.recommend(k)
                 scores[n].append(ndcg_at_k(page, history.items[n : n + horizon], k))
             if n < last and n < history.items.size:
-                agent.observe(int(history.items[n]), float(history.timestamps[n]), float(history.ratings[n]), n)
+                agent.observe(
+                    int(history.items[n]), float(history.timestamps[n]), float(history.ratings[n]), n
+                )
     return {n: np.asarray(values) for n, values in scores.items()}
 
 

@@ -19,7 +19,7 @@ from recsys.errors import SchemaError
 def _string_lists(values: object, n: int) -> tuple[tuple[str, ...], ...]:
     if values is None:
         return ((),) * n
-    out = []
+    out: list[tuple[str, ...]] = []
     for value in values:  # type: ignore[attr-defined]
         if value is None or (isinstance(value, float) and np.isnan(value)):
             out.append(())
@@ -103,8 +103,8 @@ class ItemMetadata:
         return cls(
             item_ids=order,
             titles=titles,
-            categories=_string_lists(frame[CATEGORIES] if CATEGORIES in frame else None, n),
-            tags=_string_lists(frame[TAGS] if TAGS in frame else None, n),
+            categories=_string_lists(frame.get(CATEGORIES), n),
+            tags=_string_lists(frame.get(TAGS), n),
             attributes=attributes,
         )
 

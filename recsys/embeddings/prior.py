@@ -101,9 +101,16 @@ class StagePopularity:
         return self.table[max(row, 0)]
 
     def with_items(self, count: int) -> StagePopularity:
-        """A copy covering ``count`` more items, all with zero popularity."""
-        pad = np.zeros(count, dtype=np.float32)
-        table = None if self.table is None else np.hstack([self.table, np.zeros((len(self.stages), count))])
+        """A copy covering ``count`` more items, each at the median popularity of its row.
+
+        The median, not zero: a new item should be neither buried by the prior (zero popularity is
+        far below everything on a log scale) nor boosted above established items.
+        """
+        pad = np.full(count, np.median(self.overall), dtype=np.float32)
+        table = None
+        if self.table is not None:
+            medians = np.median(self.table, axis=1, keepdims=True)
+            table = np.hstack([self.table, np.repeat(medians, count, axis=1)])
         return StagePopularity(
             overall=np.concatenate([self.overall, pad]),
             stages=self.stages,

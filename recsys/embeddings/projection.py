@@ -56,7 +56,9 @@ class ContentProjection:
         return int(self.coef.shape[1])
 
     @classmethod
-    def fit(cls, item_features: sp.spmatrix, item_vectors: np.ndarray, *, alpha: float = 1.0) -> ContentProjection:
+    def fit(
+        cls, item_features: sp.spmatrix, item_vectors: np.ndarray, *, alpha: float = 1.0
+    ) -> ContentProjection:
         """Fit the ridge regression on the items that have a non-zero learned vector."""
         if not alpha > 0:
             raise ConfigError(f"ContentProjection alpha must be positive, got {alpha!r}")
@@ -91,4 +93,6 @@ class ContentProjection:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "projection") -> ContentProjection:
         """Inverse of :meth:`to_arrays`."""
-        return cls(coef=np.asarray(arrays[f"{prefix}.coef"]), intercept=np.asarray(arrays[f"{prefix}.intercept"]))
+        return cls(
+            coef=np.asarray(arrays[f"{prefix}.coef"]), intercept=np.asarray(arrays[f"{prefix}.intercept"])
+        )

@@ -42,7 +42,9 @@ def _regions(unit: np.ndarray, n_regions: int, random_state: int) -> tuple[np.nd
     if k < 1:
         return labels, np.zeros((0, unit.shape[1]), dtype=np.float32)
     if trained.size > 50_000:
-        clusterer: KMeans | MiniBatchKMeans = MiniBatchKMeans(n_clusters=k, random_state=random_state, n_init=3)
+        clusterer: KMeans | MiniBatchKMeans = MiniBatchKMeans(
+            n_clusters=k, random_state=random_state, n_init=3
+        )
     else:
         clusterer = KMeans(n_clusters=k, random_state=random_state, n_init=3)
     labels[trained] = clusterer.fit_predict(unit[trained])
@@ -118,7 +120,9 @@ class EmbeddingSpace:
             else StagePopularity.from_counts(np.asarray(item_popularity, dtype=np.float32))
         )
         if prior.n_items != matrix.shape[0]:
-            raise DataError(f"item popularity covers {prior.n_items} items but there are {matrix.shape[0]} vectors")
+            raise DataError(
+                f"item popularity covers {prior.n_items} items but there are {matrix.shape[0]} vectors"
+            )
         if item_metadata is not None and item_metadata.n_items != matrix.shape[0]:
             raise DataError(f"item metadata covers {item_metadata.n_items} items, vectors {matrix.shape[0]}")
         unit = unit_rows(matrix)
@@ -230,16 +234,20 @@ class EmbeddingSpace:
     ) -> EmbeddingSpace:
         """A new space with items appended, their vectors given or projected from content.
 
-        New items start with zero popularity. The ALS Gram matrix gains ``y y^T`` per new item, so
+        New items start at the median popularity. The ALS Gram matrix gains ``y y^T`` per new item, so
         the exact fold-in stays the least-squares solve against the enlarged catalogue.
         """
         if vectors is None:
             if features is None or self.projection is None:
-                raise ConfigError("add_items needs vectors, or features and a space fitted with item_features")
+                raise ConfigError(
+                    "add_items needs vectors, or features and a space fitted with item_features"
+                )
             vectors = self.projection.project(features)
         new = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if new.shape != (len(item_ids), self.dim):
-            raise DataError(f"new item vectors must have shape ({len(item_ids)}, {self.dim}), got {new.shape}")
+            raise DataError(
+                f"new item vectors must have shape ({len(item_ids)}, {self.dim}), got {new.shape}"
+            )
         return self._with_vectors(np.vstack([self.vectors, new]), item_ids, titles, categories, tags)
 
     def update_item(self, item: int, vector: np.ndarray) -> EmbeddingSpace:

@@ -175,7 +175,9 @@ class UserState:
                     )
                     for i in document["interests"]
                 ],
-                recent=[Signal(int(i), float(w), float(t), int(o), str(e)) for i, w, t, o, e in document["recent"]],
+                recent=[
+                    Signal(int(i), float(w), float(t), int(o), str(e)) for i, w, t, o, e in document["recent"]
+                ],
                 seen=OrderedDict((int(i), None) for i in document["seen"]),
                 event_ids=OrderedDict((str(e), None) for e in document["event_ids"]),
                 counts={str(k): int(v) for k, v in document["counts"].items()},

@@ -118,9 +118,11 @@ class RankerConfig(BaseModel):
     adjacent_min_similarity: float = Field(default=0.2, ge=-1.0, le=1.0)
     """Explore items must be at least this similar (cosine) to one of the user's interests."""
     max_promotions: int = Field(default=1, ge=0)
-    exact_search_max_items: int = Field(default=200_000, ge=1)
+    exact_search_max_items: int = Field(default=50_000, ge=1)
     """Above this catalogue size candidates come from an IVF index (``ann_probe`` lists)."""
     ann_probe: int = Field(default=16, ge=1)
+    """IVF lists probed per query vector (sqrt(n) lists; 16 probes gave recall@10 0.95 on 300k
+    clustered d=64 vectors, 32 gave 0.99)."""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from recsys.ranking.config import Filters
 def _indices(values: object, n_items: int, name: str) -> np.ndarray:
     ids = np.asarray(values, dtype=np.int64).reshape(-1)
     if ids.size and (ids.min() < 0 or ids.max() >= n_items):
-        raise ConfigError(f"{name} holds item indices outside [0, {n_items}): min {ids.min()}, max {ids.max()}")
+        raise ConfigError(
+            f"{name} holds item indices outside [0, {n_items}): min {ids.min()}, max {ids.max()}"
+        )
     return ids
 
 

@@ -17,7 +17,6 @@ ten nearest items (their cosine, halved), normalised to sum to 1.
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -29,17 +28,23 @@ from recsys.ranking.config import RankerConfig
 from recsys.ranking.retrieval import top_indices
 
 
-def _labels(space: EmbeddingSpace, weighted: dict[int, float], field: str, limit: int) -> list[dict[str, Any]]:
+def _labels(
+    space: EmbeddingSpace, weighted: dict[int, float], field: str, limit: int
+) -> list[dict[str, Any]]:
     meta = space.metadata
     values = getattr(meta, field) if meta is not None else None
     if values is None:
         return []
-    counter: Counter[str] = Counter()
+    counter: dict[str, float] = {}
     for item, weight in weighted.items():
         for label in values[item]:
-            counter[label] += weight
+            counter[label] = counter.get(label, 0.0) + weight
     total = sum(counter.values())
-    return [{"name": name, "weight": round(w / total, 4)} for name, w in counter.most_common(limit) if total > 0]
+    return [
+        {"name": name, "weight": round(w / total, 4)}
+        for name, w in sorted(counter.items(), key=lambda p: -p[1])[:limit]
+        if total > 0
+    ]
 
 
 def _item(space: EmbeddingSpace, item: int) -> dict[str, Any]:
@@ -54,7 +59,9 @@ def _item(space: EmbeddingSpace, item: int) -> dict[str, Any]:
 def _interest(space: EmbeddingSpace, interest: Interest, share: float, limit: int) -> dict[str, Any]:
     weighted = {item: max(weight, 0.0) for item, weight in interest.anchors}
     for item in top_indices((space.unit @ interest.direction).astype(np.float64), 10):
-        weighted[int(item)] = weighted.get(int(item), 0.0) + 0.5 * float(space.unit[item] @ interest.direction)
+        weighted[int(item)] = weighted.get(int(item), 0.0) + 0.5 * float(
+            space.unit[item] @ interest.direction
+        )
     return {
         "share": round(float(share), 4),
         "categories": _labels(space, weighted, "categories", limit),
@@ -88,7 +95,7 @@ def intent_summary(
     """
     config = config if config is not None else RankerConfig()
     shares = state.shares()
-    order = np.argsort(-shares, kind="stable") if shares.size else []
+    order = np.argsort(-shares, kind="stable")
     return {
         "user_id": state.user_id,
         "version": state.version,

@@ -21,8 +21,11 @@ Memory while fitting is ``n_items^2`` float64 (like EASE): up to ~20-30k items; 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -30,7 +33,7 @@ import scipy.sparse as sp
 
 from recsys.embeddings.prior import history_positions
 from recsys.embeddings.state import Signal
-from recsys.errors import ConfigError
+from recsys.errors import ArtifactError, ConfigError
 from recsys.models.ease import ease_weights
 
 
@@ -69,7 +72,9 @@ class ItemItemScorer:
         items = np.fromiter((s.item for s in recent), dtype=np.int64, count=len(recent))
         weights = np.fromiter((s.weight for s in recent), dtype=np.float64, count=len(recent))
         if self.half_life_events is not None and recent:
-            ages = n_signals - 1 - np.fromiter((s.ordinal for s in recent), dtype=np.float64, count=len(recent))
+            ages = (
+                n_signals - 1 - np.fromiter((s.ordinal for s in recent), dtype=np.float64, count=len(recent))
+            )
             weights = weights * 0.5 ** (ages / self.half_life_events)
         return items, weights
 
@@ -111,7 +116,8 @@ class ItemItemScorer:
 
     def pruned(self, top_k: int) -> ItemItemScorer:
         """A sparse copy keeping each row's ``top_k`` largest entries (for big catalogues)."""
-        dense = self.matrix.toarray() if sp.issparse(self.matrix) else np.asarray(self.matrix)
+        matrix = self.matrix
+        dense = matrix.toarray() if isinstance(matrix, sp.spmatrix | sp.sparray) else np.asarray(matrix)
         keep = min(top_k, dense.shape[1])
         cols = np.argpartition(-dense, keep - 1, axis=1)[:, :keep]
         rows = np.repeat(np.arange(dense.shape[0]), keep)
@@ -119,6 +125,38 @@ class ItemItemScorer:
         matrix = sp.csr_matrix((values, (rows, cols.ravel())), shape=dense.shape, dtype=np.float32)
         matrix.eliminate_zeros()
         return replace(self, matrix=matrix)
+
+    def save(self, path: str | Path) -> None:
+        """Write the scorer to an ``.npz`` file (no pickle)."""
+        arrays: dict[str, np.ndarray] = {
+            "meta": np.asarray(json.dumps({"name": self.name, "weight": self.weight,
+                                           "half_life_events": self.half_life_events,
+                                           "max_history": self.max_history})),
+        }  # fmt: skip
+        if isinstance(self.matrix, np.ndarray):
+            arrays["dense"] = self.matrix
+        else:
+            csr = sp.csr_matrix(self.matrix)
+            arrays |= {"data": csr.data, "indices": csr.indices, "indptr": csr.indptr,
+                       "shape": np.asarray(csr.shape)}  # fmt: skip
+        savez: Any = np.savez  # numpy's stub mistakes ``**arrays`` for its allow_pickle flag
+        with open(path, "wb") as handle:
+            savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ItemItemScorer:
+        """Read a scorer written by :meth:`save`."""
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                if "dense" in npz.files:
+                    matrix: np.ndarray | sp.csr_matrix = np.ascontiguousarray(npz["dense"])
+                else:
+                    parts = (npz["data"], npz["indices"], npz["indptr"])
+                    matrix = sp.csr_matrix(parts, shape=tuple(int(n) for n in npz["shape"]))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(f"item-item scorer file {path} is missing or corrupt: {exc}") from exc
+        return cls(meta["name"], matrix, meta["weight"], meta["half_life_events"], meta["max_history"])
 
     # ------------------------------------------------------------------ constructors
     @classmethod

@@ -82,7 +82,9 @@ class Ranker:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         context = request_context if request_context is not None else RequestContext()
         space = self.space
-        mask = allowed_items(filters if filters is not None else Filters(), state, space.n_items, space.metadata)
+        mask = allowed_items(
+            filters if filters is not None else Filters(), state, space.n_items, space.metadata
+        )
         stage = self.config.journey.stage(state)
         scored = blend(space, state, self.scorers, self.config.blend, self._ann_candidates(state))
         positions = scored.items if scored.items is not None else np.arange(space.n_items)
@@ -91,7 +93,7 @@ class Ranker:
 
         promoted = self._promotions(state, mask, context)
         taken = {item for item, _, _ in promoted}
-        n_explore = int(round(stage.explore_share * k)) if state.has_signal else 0
+        n_explore = round(stage.explore_share * k) if state.has_signal else 0
         n_exploit = max(k - len(promoted) - n_explore, 0)
         pool = top_indices(scores, self.config.pool_size + len(taken))
         pool = pool[~np.isin(positions[pool], list(taken))]
@@ -113,11 +115,15 @@ class Ranker:
 
         page: list[RankedItem] = [explainer.exploit(item, score_of(item)) for item in exploit]
         for offset, item in enumerate(explore):
-            slot = min(int(round((offset + 1) * k / (len(explore) + 1))), len(page))
+            slot = min(round((offset + 1) * k / (len(explore) + 1)), len(page))
             page.insert(slot, explainer.explore(item, score_of(item)))
         for item, relevance, campaign in sorted(promoted, key=lambda p: p[2].slot):
             page.insert(min(campaign.slot, len(page)), explainer.promoted(item, relevance, campaign))
         return page[:k]
+
+    def with_space(self, space: EmbeddingSpace) -> Ranker:
+        """The same ranker over a new space (after items were added or updated live)."""
+        return Ranker(space, self.scorers, self.config, self.campaigns)
 
     def served(self, state: UserState, page: Sequence[RankedItem]) -> UserState:
         """Record that ``page`` was shown: one more page without a signal, campaign exposures."""
