@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from jobs.preprocess import add_address_argument
 from recsys.errors import WayfinderError
 
 EXIT_OK = 0
@@ -40,6 +41,7 @@ def _synthesize_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", type=int, help="number of items (default: derived from --events)")
     parser.add_argument("--chunk-rows", type=int, default=1_000_000, help="rows per output file")
     parser.add_argument("--clean", action="store_true", help="inject no dirt at all")
+    add_address_argument(parser)
 
 
 def _synthesize(args: argparse.Namespace) -> None:
@@ -67,7 +69,15 @@ def _synthesize(args: argparse.Namespace) -> None:
     def progress(done: int, total: int) -> None:
         print(f"[synthesize] {done:,}/{total:,} rows", file=sys.stderr, flush=True)
 
-    manifest = generate(config, args.out, on_progress=progress)
+    if args.address:  # generate on the cluster, so the files land where its jobs will read them
+        import ray
+
+        from jobs._ray import init_ray
+
+        init_ray(args.address)
+        manifest = ray.get(ray.remote(generate).remote(config, args.out))
+    else:
+        manifest = generate(config, args.out, on_progress=progress)
     print(f"Wrote {manifest.events.rows:,} event rows ({manifest.clean_events:,} clean) to {args.out}")
     for kind, count in manifest.injected.model_dump().items():
         if count:

@@ -135,7 +135,7 @@ def test_cli_rejects_unknown_arguments_with_usage(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_the_job_on_a_started_cluster(tmp_path: Path) -> None:
+def test_ray_job_submit_runs_the_jobs_on_a_started_cluster(tmp_path: Path) -> None:
     out = tmp_path / "job-out"
     with LocalCluster(num_cpus=2) as cluster:
         finished = cluster.submit(
@@ -148,8 +148,23 @@ def test_ray_job_submit_runs_the_job_on_a_started_cluster(tmp_path: Path) -> Non
             str(out),
             working_dir=REPO,
         )
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-    assert "succeeded" in finished.stdout + finished.stderr
+        assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+        assert "succeeded" in finished.stdout + finished.stderr
+        evaluated = cluster.submit(
+            "python",
+            "-m",
+            "jobs.evaluate",
+            "--data",
+            str(out),
+            "--families",
+            "popularity,puresvd",
+            "--out",
+            str(tmp_path / "eval"),
+            working_dir=REPO,
+        )
+    assert evaluated.returncode == 0, evaluated.stdout[-3000:] + evaluated.stderr[-3000:]
     quality = json.loads((out / "quality.json").read_text())
     assert quality["rows_out"] == 100_836
     assert quality["users"] == 610
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics["families"]) == {"popularity", "puresvd"}
