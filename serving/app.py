@@ -178,7 +178,7 @@ class Gateway:
             items=[self.item_out(r) for r in page.items],
         )
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
     async def rank(self, requests: list[tuple[str, int, list[str] | None, list[str]]]) -> list[Page]:
         """Rank a batch of concurrent requests in one worker-thread call."""
 
@@ -194,7 +194,10 @@ class Gateway:
 
     def served_later(self, page: Page) -> None:
         """Count the page for the journey policy and promotion caps after responding."""
-        task = asyncio.get_running_loop().create_task(self.engine(self.engine.engine.record_served, page))
+        # Not under the engine lock: this write (an fsync) must not hold up the next page.
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.engine.engine.record_served, page)
+        )
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
