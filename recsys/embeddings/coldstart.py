@@ -10,8 +10,10 @@
    ``horizon`` positives.
 
 Tuning follows the same protocol inside the training users: :func:`validation_folds` splits them
-into folds of held-out validation users (:func:`recsys.embeddings.coldstart` never touches test
-users).
+into folds of validation users, each fold's models fitted on the other training users, so test
+users are never used for a choice. :class:`PopularityReference` and :func:`fold_in_reference`
+are the reference agents (popularity; ALS least squares / EASE ``history x B`` on the revealed
+items, popularity at n = 0).
 """
 
 from __future__ import annotations

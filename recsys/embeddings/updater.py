@@ -55,7 +55,9 @@ class UpdaterConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     weights: WeightConfig = Field(default_factory=WeightConfig)
-    """The event weighting (signed per type; ratings scaled by value)."""
+    """The event weighting (signed per type; ratings scaled by value). With the default neutral
+    rating 3.0 a 3-star rating weighs 0; the cold-start benchmark, where ratings >= 3 are the
+    positives, uses ``WeightConfig(rating_neutral=2.0)`` (3 -> 0.5, 4 -> 1.0, 5 -> 1.5)."""
     max_interests: int = Field(default=4, ge=1, le=32)
     spawn_threshold: float = Field(default=0.3, ge=-1.0, le=1.0)
     """A positive signal less similar than this to every interest starts a new one."""
@@ -78,7 +80,13 @@ class Event:
     """One user event as the updater sees it.
 
     ``item`` is the item index in the space, or the raw id (any non-int) of an item the space does
-    not know yet. ``timestamp`` is in epoch seconds.
+    not know yet. ``timestamp`` is in epoch seconds; ``value`` is the rating of ``rating`` events;
+    ``sentiment`` (VADER compound, optional) scales the weight as :mod:`recsys.features.weights` says.
+
+    Examples
+    --------
+    >>> Event(12, "rating", 1.7e9, value=4.5, event_id="evt-1").event_type
+    'rating'
     """
 
     item: int | str | None

@@ -10,7 +10,6 @@ from recsys.embeddings.space import EmbeddingSpace
 from recsys.embeddings.state import Interest, UserState
 from recsys.ranking._scoring import Blended
 from recsys.ranking.config import Campaign, RankedItem
-from recsys.ranking.item_item import ItemItemScorer
 
 VERBS = {
     "like": "liked",
@@ -30,7 +29,6 @@ class Explainer:
         self,
         space: EmbeddingSpace,
         state: UserState,
-        scorers: Sequence[ItemItemScorer],
         scored: Blended,
         page_items: Sequence[int],
     ) -> None:
@@ -40,8 +38,8 @@ class Explainer:
         self.verb_of = {s.item: VERBS.get(s.event_type, "engaged with") for s in state.recent if s.weight > 0}
         self.pulled: dict[int, dict[int, float]] = {int(item): {} for item in page_items}
         columns = np.asarray(page_items, dtype=np.int64)
-        for scorer in scorers:
-            sources, values = scorer.contributions(state.recent, state.n_signals, columns)
+        for scorer, rows in scored.signal_rows:
+            sources, values = scorer.contributions_from(rows, columns)
             for column, item in enumerate(columns.tolist()):
                 for source, value in zip(sources.tolist(), values[:, column].tolist(), strict=True):
                     if value > 0:

@@ -14,7 +14,7 @@ import numpy as np
 from recsys.embeddings.space import EmbeddingSpace
 from recsys.embeddings.state import UserState
 from recsys.ranking.config import BlendConfig
-from recsys.ranking.item_item import ItemItemScorer
+from recsys.ranking.item_item import ItemItemScorer, SignalRows
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
@@ -54,6 +54,7 @@ class Blended:
     affinity: np.ndarray
     interest: np.ndarray
     confidence: float
+    signal_rows: tuple[tuple[ItemItemScorer, SignalRows], ...] = ()
 
     def row(self, item: int) -> int | None:
         """Position of ``item`` in the scored arrays, or ``None`` when it was not scored."""
@@ -76,16 +77,22 @@ def blend(
     c = confidence(state, config) if state.has_signal else 0.0
     directions, log_shares = interest_directions(state)
     if directions.shape[0]:
-        cosines = unit @ directions.T
-        biased = cosines + np.float32(config.interest_share_bias) * log_shares.astype(np.float32)
-        interest = np.argmax(biased, axis=1) if directions.shape[0] > 1 else np.zeros(count, dtype=np.int64)
-        affinity = np.take_along_axis(cosines, interest[:, None], axis=1)[:, 0]
-        embedding = np.take_along_axis(biased, interest[:, None], axis=1)[:, 0]
+        cosines = np.ascontiguousarray((unit @ directions.T).T)  # (K, n): row-wise max is fast
+        biased = cosines
+        if config.interest_share_bias:
+            biased = cosines + np.float32(config.interest_share_bias) * log_shares.astype(np.float32)[:, None]
+        embedding = biased.max(axis=0)
+        interest = np.zeros(count, dtype=np.int64)
+        for k in range(len(biased) - 1, 0, -1):  # lowest interest index wins ties, like argmax
+            interest[biased[k] == embedding] = k
+        interest[biased[0] == embedding] = 0
+        affinity = embedding if biased is cosines else cosines[interest, np.arange(count)]
     else:
         interest = np.full(count, -1)
-        affinity = np.zeros(count)
+        affinity = np.zeros(count, dtype=np.float32)
         embedding = None
-    personal = np.zeros(count)
+    personal = np.zeros(count, dtype=np.float32)
+    signal_rows: list[tuple[ItemItemScorer, SignalRows]] = []
     if c > 0:
         if embedding is not None and config.embedding_weight > 0:
             personal += config.embedding_weight * zscore(embedding)
@@ -94,12 +101,14 @@ def blend(
             personal += config.fold_in_weight * zscore(vectors @ state.ls_vector)
         for scorer in scorers:
             if scorer.weight > 0:
-                full = scorer.scores(state.recent, state.n_signals, space.n_items)
+                rows = scorer.signal_rows(state.recent, state.n_signals)
+                signal_rows.append((scorer, rows))
+                full = scorer.scores_from(rows, space.n_items)
                 personal += scorer.weight * zscore(full if items is None else full[items])
-        personal = c * zscore(personal)
+        personal = np.float32(c) * zscore(personal)
     counts = space.prior.for_count(state.positives) if config.stage_prior else space.prior.overall
-    prior_values = np.log1p(np.asarray(counts if items is None else counts[items], dtype=np.float64))
-    prior = (1.0 - c) * zscore(prior_values)
+    prior_values = np.log1p(np.asarray(counts if items is None else counts[items], dtype=np.float32))
+    prior = np.float32(1.0 - c) * zscore(prior_values)
     return Blended(
         items=items,
         scores=personal + prior,
@@ -108,4 +117,5 @@ def blend(
         affinity=affinity,
         interest=interest,
         confidence=c,
+        signal_rows=tuple(signal_rows),
     )

@@ -53,7 +53,7 @@ class JourneyConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cold: JourneyStage = JourneyStage(name="cold", explore_share=0.0, mmr_lambda=0.85, max_per_region=4)
+    cold: JourneyStage = JourneyStage(name="cold", explore_share=0.0, mmr_lambda=1.0, max_per_region=4)
     stages: tuple[JourneyStage, ...] = (
         JourneyStage(name="focus", min_pages_without_signal=0, explore_share=0.0, mmr_lambda=0.95),
         JourneyStage(name="browse", min_pages_without_signal=2, explore_share=0.2, mmr_lambda=0.8),
@@ -90,8 +90,9 @@ class BlendConfig(BaseModel):
     fold_in_weight: float = Field(default=0.5, ge=0.0)
     interest_share_bias: float = Field(default=0.0, ge=0.0)
     """Multi-interest score is ``max_k cos(v_k, item) + bias * log(share_k)``."""
-    confidence_half: float = Field(default=5.0, gt=0.0)
-    """Evidence at which personal and prior count equally."""
+    confidence_half: float = Field(default=2.0, gt=0.0)
+    """Evidence at which personal and prior count equally (2.0 won on the cold-start validation
+    folds against 1.0 and 5.0)."""
     stage_prior: bool = True
     """Use the journey-stage popularity when the space has one (else overall popularity)."""
 
@@ -132,6 +133,11 @@ class Filters:
     ``include_categories``: keep only items with one of them; ``exclude_categories``: drop items
     with any; ``attribute_ranges``: ``{"price": (None, 20.0)}`` keeps items with price <= 20
     (items with an unknown value are dropped by a range on that attribute).
+
+    Examples
+    --------
+    >>> Filters(exclude_categories=["horror"], attribute_ranges={"price": (None, 20.0)}).exclude_seen
+    True
     """
 
     exclude_seen: bool = True
@@ -149,6 +155,12 @@ class Campaign:
     ``relevance_floor`` is on the cosine between the item and the user's closest interest;
     ``per_user_cap`` bounds how many pages of a user show this campaign; ``start``/``end`` are
     epoch seconds (``None`` = open); ``slot`` is the 0-based position it takes.
+
+    Examples
+    --------
+    >>> spring = Campaign("spring", items=(4, 9), relevance_floor=0.4, per_user_cap=2, start=0.0, end=10.0)
+    >>> spring.active(5.0), spring.active(10.0)
+    (True, False)
     """
 
     campaign_id: str
@@ -179,6 +191,11 @@ class RankedItem:
 
     ``because`` lists the signal items (indices) that pulled the item in; ``campaign_id`` is set for
     promoted items.
+
+    Examples
+    --------
+    >>> RankedItem(7, 1.5, "exploit", "Because you liked Heat", (3,)).to_dict()["because"]
+    [3]
     """
 
     item: int

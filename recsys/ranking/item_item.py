@@ -42,6 +42,20 @@ def _ordered(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> tu
     return np.asarray(items, dtype=np.int64)[order], positions
 
 
+@dataclass(frozen=True)
+class SignalRows:
+    """A user's recent signal items, their recency weights and their matrix rows.
+
+    ``rows`` is a dense ``(h, n)`` block for a dense matrix; for a sparse one ``entries`` holds the
+    rows' non-zeros as ``(row, column, value)`` arrays (gathered without scipy's per-call overhead).
+    """
+
+    sources: np.ndarray
+    weights: np.ndarray
+    rows: np.ndarray | None = None
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class ItemItemScorer:
     """A named item-item matrix with its blend weight and history recency.
@@ -78,17 +92,34 @@ class ItemItemScorer:
             weights = weights * 0.5 ** (ages / self.half_life_events)
         return items, weights
 
+    def signal_rows(self, signals: Sequence[Signal], n_signals: int) -> SignalRows:
+        """The recency-weighted signals and their matrix rows (reused for scores and explanations)."""
+        sources, weights = self.signal_weights(signals, n_signals)
+        if sources.size == 0:
+            return SignalRows(sources, weights)
+        if isinstance(self.matrix, np.ndarray):
+            return SignalRows(sources, weights, rows=self.matrix[sources])
+        indptr = self.matrix.indptr
+        starts, ends = indptr[sources], indptr[sources + 1]
+        lengths = ends - starts
+        row_ids = np.repeat(np.arange(sources.size), lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        positions = np.repeat(starts, lengths) + offsets
+        entries = (row_ids, self.matrix.indices[positions], self.matrix.data[positions])
+        return SignalRows(sources, weights, entries=entries)
+
     def scores(self, signals: Sequence[Signal], n_signals: int, n_items: int) -> np.ndarray:
-        """``(n_items,)`` float64 scores of every item given the user's recent signals."""
-        items, weights = self.signal_weights(signals, n_signals)
-        out = np.zeros(n_items, dtype=np.float64)
-        if items.size == 0:
-            return out
-        if sp.issparse(self.matrix):
-            rows = self.matrix[items]
-            out[: self.size] = np.asarray(rows.T @ weights).ravel()
-        else:
-            out[: self.size] = weights @ self.matrix[items]
+        """``(n_items,)`` float32 scores of every item given the user's recent signals."""
+        return self.scores_from(self.signal_rows(signals, n_signals), n_items)
+
+    def scores_from(self, rows: SignalRows, n_items: int) -> np.ndarray:
+        """Scores from precomputed :meth:`signal_rows`."""
+        out = np.zeros(n_items, dtype=np.float32)
+        if rows.rows is not None:
+            out[: self.size] = rows.weights.astype(np.float32) @ rows.rows
+        elif rows.entries is not None:
+            row_ids, columns, values = rows.entries
+            out[: self.size] = np.bincount(columns, values * rows.weights[row_ids], minlength=self.size)
         return out
 
     def contributions(
@@ -98,21 +129,22 @@ class ItemItemScorer:
 
         Used for explanations: the largest entries of a column name the signals behind an item.
         """
-        sources, weights = self.signal_weights(signals, n_signals)
+        return self.contributions_from(self.signal_rows(signals, n_signals), items)
+
+    def contributions_from(self, rows: SignalRows, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contributions from precomputed :meth:`signal_rows`."""
         items = np.asarray(items, dtype=np.int64)
         inside = items < self.size
-        values = np.zeros((sources.size, items.size))
-        if sources.size and inside.any():
-            rows = self.matrix[sources]
-            if sp.issparse(rows):
-                coo = rows.tocoo()
-                order = np.argsort(items, kind="stable")
-                slot = np.searchsorted(items[order], coo.col)
-                hit = (slot < items.size) & (items[order][np.minimum(slot, items.size - 1)] == coo.col)
-                np.add.at(values, (coo.row[hit], order[slot[hit]]), coo.data[hit] * weights[coo.row[hit]])
-            else:
-                values[:, inside] = rows[:, items[inside]] * weights[:, None]
-        return sources, values
+        values = np.zeros((rows.sources.size, items.size))
+        if rows.rows is not None and inside.any():
+            values[:, inside] = rows.rows[:, items[inside]] * rows.weights[:, None]
+        elif rows.entries is not None and items.size:
+            row_ids, columns, data = rows.entries
+            order = np.argsort(items, kind="stable")
+            slot = np.minimum(np.searchsorted(items[order], columns), items.size - 1)
+            hit = items[order][slot] == columns
+            np.add.at(values, (row_ids[hit], order[slot[hit]]), data[hit] * rows.weights[row_ids[hit]])
+        return rows.sources, values
 
     def pruned(self, top_k: int) -> ItemItemScorer:
         """A sparse copy keeping each row's ``top_k`` largest entries (for big catalogues)."""

@@ -107,7 +107,7 @@ class Ranker:
             extra = [int(i) for i in positions[pool] if int(i) not in set(exploit) | set(explore)]
             exploit += extra[: k - len(exploit) - len(explore) - len(promoted)]
 
-        explainer = Explainer(space, state, self.scorers, scored, exploit)
+        explainer = Explainer(space, state, scored, exploit)
 
         def score_of(item: int) -> float:
             row = scored.row(item)
@@ -160,7 +160,9 @@ class Ranker:
         found = [self._index.candidates(q, self.config.ann_probe) for q in queries]
         prior = self.space.prior.for_count(state.positives)
         found.append(top_indices(np.asarray(prior, dtype=np.float64), 10 * self.config.pool_size))
-        found.append(np.array([s.item for s in state.recent[-20:]], dtype=np.int64))
+        for scorer in self.scorers:
+            scores = scorer.scores(state.recent, state.n_signals, self.space.n_items)
+            found.append(top_indices(np.where(scores > 0, scores, -np.inf), self.config.pool_size))
         return np.unique(np.concatenate(found))
 
     def _quotas(self, state: UserState, slots: int) -> dict[int, int]:

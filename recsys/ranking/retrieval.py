@@ -20,13 +20,11 @@ from recsys.errors import ConfigError
 
 def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest finite scores, best first (ties: lower index first)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if finite.size == 0 or k <= 0:
+    if k <= 0 or scores.size == 0:
         return np.zeros(0, dtype=np.int64)
-    if finite.size > k:
-        part = np.argpartition(-scores[finite], k - 1)[:k]
-        finite = finite[part]
-    return finite[np.lexsort((finite, -scores[finite]))]
+    chosen = np.argpartition(-scores, k - 1)[:k] if scores.size > k else np.arange(scores.size)
+    chosen = chosen[np.isfinite(scores[chosen])]
+    return chosen[np.lexsort((chosen, -scores[chosen]))]
 
 
 def exact_top_k(

@@ -149,8 +149,12 @@ def test_promotions_need_relevance_and_respect_the_cap(space: EmbeddingSpace) ->
     assert not [r for r in ranker.recommend(UserState("new"), k=10) if r.provenance == "promoted"]
 
 
-def test_every_item_has_score_provenance_and_an_explanation_naming_signals(space: EmbeddingSpace) -> None:
+@pytest.mark.parametrize("sparse", [False, True])
+def test_every_item_has_score_provenance_and_an_explanation_naming_signals(
+    space: EmbeddingSpace, sparse: bool
+) -> None:
     scorer = ItemItemScorer("pairs", np.eye(space.n_items, k=1, dtype=np.float32) * 5.0)
+    scorer = scorer.pruned(3) if sparse else scorer
     state = liked(space, [120, 121, 122])
     page = Ranker(space, scorers=[scorer]).recommend(state, k=10)
     assert all(np.isfinite(r.score) and r.explanation for r in page)
