@@ -1,0 +1,581 @@
+"""Serving latency over HTTP against a trivial Ray Serve app, read-your-writes, in-process costs.
+
+Protocol of docs/benchmarks.md section 3, in one run on one local Ray cluster (2 CPUs):
+
+1. A serving bundle fitted on ml-latest-small (default space ALS + EASE scorer), cached in
+   ``--workdir``.
+2. The in-process cost of the engine without HTTP: ``Engine.ingest`` (one event, SQLite store),
+   ``Engine.recommend`` (k=10), the served-page write, the per-call sync, and the pure
+   ``EmbeddingUpdater.apply`` / ``Ranker.recommend`` without any store.
+3. Ray Serve on a free loopback port, access log off, with two applications: the floor (one FastAPI
+   deployment, ``GET /floor/ping``, :mod:`benchmarks._trivial_app`) and Wayfinder (SQLite store in
+   the workdir). A load generator in a separate process (asyncio + aiohttp, one keep-alive connection
+   per client) sends a fixed number of requests per cell: trivial GET, GET recommendations (k=10, a
+   pool of 200 users, half with 20 events each), POST one event, at 1, 16 and 64 concurrent clients,
+   after a discarded warm-up. Cells are interleaved by concurrency (floor first) so each ratio
+   compares measurements taken moments apart.
+4. Read-your-writes: a like for a fresh user, then at once GET recommendations: the state version
+   must have advanced and the liked item must be gone.
+
+Writes the ``serving`` section of BENCHMARKS.md.
+
+    python -m benchmarks.serving [--workdir /tmp/wf-bench-serving]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+ML_SMALL = REPO / "data" / "ml-latest-small"
+
+CONCURRENCY = (1, 16, 64)
+PER_CLIENT = {1: 300, 16: 40, 64: 15}
+"""Requests per client: 300 sequential, 16 x 40 = 640, 64 x 15 = 960."""
+WARMUP = 50
+POOL = 200
+"""GET users: ``u000``..``u199``; the first half get :data:`SEED_EVENTS` events before the load."""
+SEED_EVENTS = 20
+RYW_TRIALS = 50
+IN_PROCESS_CALLS = 2_000
+TARGET_RATIO = 1.5
+LOADGEN_TIMEOUT_S = 420
+FLOOR = "trivial GET /floor/ping"
+GET = "GET /v1/users/{u}/recommendations?k=10"
+POST = "POST /v1/events (1 event)"
+ENDPOINTS = (FLOOR, GET, POST)
+SEED_TYPES = ("view",) * 10 + ("click",) * 5 + ("like",) * 5
+POST_TYPES = ("view", "click", "like")
+
+
+ENV = {
+    "OPENBLAS_NUM_THREADS": "1",  # one-thread BLAS (docs/ray-guide.md); set before numpy is imported
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "RAY_DEDUP_LOGS": "1",
+    "RAY_SERVE_LOG_TO_STDERR": "0",
+}
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ bundle
+def ensure_bundle(workdir: Path) -> tuple[Path, float | None]:
+    """ml-latest-small preprocessed and fitted into a serving bundle (once per workdir)."""
+    from recsys.data.runner import SerialExecutor, preprocess
+    from recsys.data.sources import parse_source
+    from recsys.data.storage import Location
+    from recsys.engine import train_bundle
+
+    data, bundle = workdir / "data", workdir / "bundle"
+    if not (data / "quality.json").exists():
+        log("preprocessing ml-latest-small")
+        preprocess(
+            parse_source(f"movielens:{ML_SMALL}"), Location.parse(str(data)), executor=SerialExecutor()
+        )
+    if (bundle / "bundle.json").exists():
+        return bundle, None
+    log("training the serving bundle (ALS space + EASE scorer)")
+    started = time.perf_counter()
+    train_bundle(data, bundle)
+    return bundle, time.perf_counter() - started
+
+
+def catalogue(bundle: Path) -> list[str]:
+    from recsys.data.ids import IdIndex
+
+    return [str(item) for item in IdIndex.load(bundle / "ids" / "items.parquet").ids]
+
+
+def fresh_db(path: Path) -> Path:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return path
+
+
+# ------------------------------------------------------------------------------------------ in-process
+def _stats_us(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    return {
+        "median_us": ordered[len(ordered) // 2] / 1e3,
+        "p99_us": ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)] / 1e3,
+        "calls": len(ordered),
+    }
+
+
+def _timed(fn: Callable[[int], object], calls: int, *, warmup: int = 20) -> dict[str, float]:
+    for i in range(warmup):
+        fn(i)
+    samples = []
+    for i in range(calls):
+        started = time.perf_counter_ns()
+        fn(i)
+        samples.append(time.perf_counter_ns() - started)
+    return _stats_us(samples)
+
+
+def measure_in_process(bundle: Path, workdir: Path, calls: int) -> dict[str, dict[str, float]]:
+    """Microseconds per engine call on the bundle (SQLite store in the workdir), and without a store."""
+    from recsys.embeddings import EmbeddingUpdater, UpdaterConfig, UserState
+    from recsys.embeddings import Event as UpdateEvent
+    from recsys.engine import Engine, IncomingEvent, load_bundle
+    from recsys.ranking import Filters, Ranker, RankerConfig, RequestContext
+    from recsys.store import open_store
+
+    rng = random.Random(1)
+    parts = load_bundle(bundle)
+    store_path = fresh_db(workdir / "inprocess.db")
+    engine = Engine(
+        space=parts.space,
+        item_ids=parts.item_ids,
+        store=open_store(f"sqlite:///{store_path}"),
+        scorers=parts.scorers,
+        featurizer=parts.featurizer,
+        updater_config=UpdaterConfig(),
+        ranker_config=RankerConfig(),
+    )
+    items = catalogue(bundle)
+    users = [f"u{n:03d}" for n in range(POOL)]
+    warm = users[: POOL // 2]
+    now = time.time()
+    results: dict[str, dict[str, float]] = {}
+
+    # Engine.ingest: one event per call, spread over the warm half (this also seeds their states).
+    total = calls + 20
+    events = [
+        IncomingEvent(
+            user_id=warm[i % len(warm)],
+            item_id=rng.choice(items),
+            event_type=rng.choice(SEED_TYPES),
+            timestamp=now + i * 1e-3,
+            event_id=f"inproc-{i}",
+        )
+        for i in range(total)
+    ]
+    log(f"in-process: Engine.ingest x {calls}")
+    results["Engine.ingest"] = _timed(lambda i: engine.ingest([events[i]]), calls, warmup=0)
+    events = events[calls:]
+    for event in events:
+        engine.ingest([event])
+
+    log(f"in-process: Engine.recommend x {calls}")
+    pages = []
+    results["Engine.recommend"] = _timed(
+        lambda i: pages.append(engine.recommend(users[rng.randrange(POOL)], 10)), calls
+    )
+    log("in-process: record_served, sync, state codec")
+    served = pages[-calls:]
+    results["Engine.record_served"] = _timed(lambda i: engine.record_served(served[i]), calls, warmup=0)
+    results["Engine.sync"] = _timed(lambda i: engine.sync(), calls)
+    states = {user: engine.state(user)[0] for user in users}
+    blobs = [states[users[n % POOL]].to_bytes() for n in range(POOL)]
+    results["UserState.from_bytes"] = _timed(lambda i: UserState.from_bytes(blobs[i % POOL]), calls)
+    results["UserState.to_bytes"] = _timed(lambda i: states[users[i % POOL]].to_bytes(), calls)
+
+    log(f"in-process: pure EmbeddingUpdater.apply and Ranker.recommend x {calls}")
+    updater = EmbeddingUpdater(parts.space, UpdaterConfig())
+    ranker = Ranker(parts.space, parts.scorers, RankerConfig())
+    context = RequestContext(now=now)
+    results["Ranker.recommend"] = _timed(
+        lambda i: ranker.recommend(states[users[rng.randrange(POOL)]], 10, Filters(), context), calls
+    )
+    # Each update goes to its own copy of a warm user's state, so every call sees a 20-event history.
+    item_index = {item: n for n, item in enumerate(items)}
+    warm_blobs = [states[user].to_bytes() for user in warm]
+    updates = [
+        (
+            UserState.from_bytes(warm_blobs[i % len(warm_blobs)]),
+            UpdateEvent(
+                item_index[rng.choice(items)], rng.choice(SEED_TYPES), now + 10 + i * 1e-3, None, f"pure-{i}"
+            ),
+        )
+        for i in range(calls + 20)
+    ]
+    results["EmbeddingUpdater.apply"] = _timed(lambda i: updater.apply(*updates[i]), calls)
+    return results
+
+
+# ------------------------------------------------------------------------------------------ serving
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    """Start Ray and Serve, deploy the floor and Wayfinder, run the load generator; shut all down."""
+    import ray
+    from ray import serve
+
+    from benchmarks._trivial_app import app as floor_app
+    from jobs._ray import init_ray
+    from serving.app import ServingArgs, build_app
+
+    temp_dir = tempfile.mkdtemp(prefix="wf-ray-", dir="/tmp")
+    lifecycle: dict[str, float] = {}
+    try:
+        started = time.perf_counter()
+        init_ray(num_cpus=2, temp_dir=temp_dir)
+        lifecycle["ray.init"] = time.perf_counter() - started
+        port = free_port()
+        started = time.perf_counter()
+        # serve.start's logging_config covers the controller and the proxy; each application's
+        # replicas take theirs from serve.run (without it they write an access line per request).
+        quiet = {"enable_access_log": False, "log_level": "WARNING"}
+        serve.start(
+            http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 30}, logging_config=quiet
+        )
+        serve.run(floor_app, name="floor", route_prefix="/floor", logging_config=quiet)
+        lifecycle["serve.start + floor app"] = time.perf_counter() - started
+        started = time.perf_counter()
+        store = fresh_db(workdir / "serving.db")
+        serve.run(
+            build_app(ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{store}")),
+            name="wayfinder",
+            route_prefix="/",
+            logging_config=quiet,
+        )
+        lifecycle["Wayfinder app"] = time.perf_counter() - started
+        plan = {
+            "base": f"http://127.0.0.1:{port}",
+            "items": catalogue(bundle),
+            "run": uuid.uuid4().hex[:8],
+            "concurrency": list(CONCURRENCY),
+            "per_client": {str(c): (max(2, n // 10) if quick else n) for c, n in PER_CLIENT.items()},
+            "warmup": WARMUP,
+            "ryw_trials": 10 if quick else RYW_TRIALS,
+        }
+        plan_path, result_path = workdir / "loadgen-plan.json", workdir / "loadgen-result.json"
+        plan_path.write_text(json.dumps(plan))
+        result_path.unlink(missing_ok=True)
+        log(f"load generator on {plan['base']} (separate process)")
+        command = [sys.executable, "-m", "benchmarks.serving", "--loadgen", str(plan_path), str(result_path)]
+        process = subprocess.Popen(command, cwd=REPO)
+        try:
+            process.wait(timeout=LOADGEN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"load generator ran past {LOADGEN_TIMEOUT_S} s") from None
+        if process.returncode != 0:
+            raise RuntimeError(f"load generator failed ({process.returncode})")
+        return json.loads(result_path.read_text()), lifecycle
+    finally:
+        log("shutting down Serve and Ray")
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ load generator
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
+
+
+async def _drive(
+    session: Any, make: Callable[[], tuple[str, str, Any]], clients: int, per_client: int
+) -> dict[str, Any]:
+    """``clients`` workers, each sending ``per_client`` requests back to back on its own connection."""
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def worker() -> None:
+        for _ in range(per_client):
+            method, path, body = make()
+            started = time.perf_counter()
+            try:
+                async with session.request(method, path, json=body) as response:
+                    await response.read()
+                    if not 200 <= response.status < 300:
+                        errors.append(f"HTTP {response.status}")
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:200])
+            latencies.append((time.perf_counter() - started) * 1e3)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    wall = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "requests": len(latencies),
+        "p50_ms": _percentile(ordered, 0.50),
+        "p99_ms": _percentile(ordered, 0.99),
+        "mean_ms": sum(ordered) / len(ordered),
+        "req_per_s": len(latencies) / wall,
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:5],
+        "wall_s": wall,
+    }
+
+
+async def _loadgen(plan: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    rng = random.Random(0)
+    items: list[str] = plan["items"]
+    run: str = plan["run"]
+    users = [f"u{n:03d}" for n in range(POOL)]
+    post_users = [f"p{n:03d}" for n in range(POOL)]
+    counter = itertools.count()
+
+    def floor() -> tuple[str, str, Any]:
+        return "GET", "/floor/ping", None
+
+    def recommendations() -> tuple[str, str, Any]:
+        return "GET", f"/v1/users/{rng.choice(users)}/recommendations?k=10", None
+
+    def event() -> tuple[str, str, Any]:
+        body = {
+            "user_id": rng.choice(post_users),
+            "item_id": rng.choice(items),
+            "event_type": rng.choice(POST_TYPES),
+            "event_id": f"bench-{run}-{next(counter)}",
+        }
+        return "POST", "/v1/events", body
+
+    makers = {FLOOR: floor, GET: recommendations, POST: event}
+    timeout = aiohttp.ClientTimeout(total=30)
+
+    def session(clients: int) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=clients)
+        return aiohttp.ClientSession(plan["base"], connector=connector, timeout=timeout)
+
+    async with session(8) as seeding:  # half the GET pool gets a history
+        for user in users[: POOL // 2]:
+            batch = [
+                {
+                    "user_id": user,
+                    "item_id": rng.choice(items),
+                    "event_type": kind,
+                    "event_id": f"seed-{run}-{user}-{n}",
+                }
+                for n, kind in enumerate(SEED_TYPES[:SEED_EVENTS])
+            ]
+            async with seeding.post("/v1/events", json={"events": batch}) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"seeding failed: HTTP {response.status} {await response.text()}")
+
+    cells = []
+    for clients in plan["concurrency"]:
+        per_client = int(plan["per_client"][str(clients)])
+        for endpoint in ENDPOINTS:
+            async with session(clients) as http:
+                # Warm-up (discarded): opens every client's connection and warms the code paths.
+                await _drive(http, makers[endpoint], clients, max(1, math.ceil(plan["warmup"] / clients)))
+                result = await _drive(http, makers[endpoint], clients, per_client)
+            result |= {"endpoint": endpoint, "clients": clients}
+            print(
+                f"[loadgen] {endpoint} c={clients}: p50 {result['p50_ms']:.1f} ms, "
+                f"p99 {result['p99_ms']:.1f} ms, {result['req_per_s']:.0f} req/s, {result['errors']} errors",
+                file=sys.stderr,
+                flush=True,
+            )
+            cells.append(result)
+
+    ryw = await _read_your_writes(session(1), run, int(plan["ryw_trials"]))
+    return {"cells": cells, "read_your_writes": ryw}
+
+
+async def _read_your_writes(http: Any, run: str, trials: int) -> dict[str, Any]:
+    """A like for a fresh user, then the very next GET: version advanced and the item gone."""
+    failures: list[str] = []
+    pair_ms: list[float] = []
+    async with http:
+        async with http.get(f"/v1/users/ryw-{run}-probe/recommendations?k=10") as response:
+            candidates = [item["item_id"] for item in (await response.json())["items"]]
+        for trial in range(trials):
+            user, liked = f"ryw-{run}-{trial}", candidates[trial % len(candidates)]
+            body = {"user_id": user, "item_id": liked, "event_type": "like", "event_id": f"ryw-{run}-{trial}"}
+            started = time.perf_counter()
+            try:
+                async with http.post("/v1/events", json=body) as response:
+                    acked = (await response.json())["acks"][0] if response.status == 200 else None
+                async with http.get(f"/v1/users/{user}/recommendations?k=10") as response:
+                    page = await response.json() if response.status == 200 else None
+            except Exception as exc:
+                failures.append(f"{user}: {type(exc).__name__}: {exc}"[:200])
+                continue
+            pair_ms.append((time.perf_counter() - started) * 1e3)
+            if acked is None or page is None:
+                failures.append(f"{user}: HTTP error")
+            elif acked["status"] != "applied" or acked["state_version"] < 1:
+                failures.append(f"{user}: ack {acked}")
+            elif page["state_version"] < acked["state_version"]:
+                failures.append(
+                    f"{user}: page version {page['state_version']} < ack {acked['state_version']}"
+                )
+            elif liked in [item["item_id"] for item in page["items"]]:
+                failures.append(f"{user}: liked item {liked} still recommended")
+    ordered = sorted(pair_ms)
+    return {
+        "trials": trials,
+        "failures": len(failures),
+        "failure_samples": failures[:5],
+        "pair_p50_ms": _percentile(ordered, 0.5),
+    }
+
+
+def loadgen_main(plan_path: str, result_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    result = asyncio.run(_loadgen(plan))
+    Path(result_path).write_text(json.dumps(result, indent=1))
+
+
+# ------------------------------------------------------------------------------------------ report
+def render(results: dict[str, Any]) -> str:
+    cells = results["http"]["cells"]
+    floor = {cell["clients"]: cell for cell in cells if cell["endpoint"] == FLOOR}
+    ryw = results["http"]["read_your_writes"]
+    machine = results["machine"]
+    per_client = results["per_client"]
+    sizes = ", ".join(f"{c} x {n}" if c > 1 else f"{n} sequential" for c, n in per_client.items())
+    lines = [
+        "## Serving: HTTP latency against a trivial Ray Serve app",
+        "",
+        f"`python -m benchmarks.serving`, {machine['cpus']} CPUs, {machine['memory_gib']:.0f} GiB, "
+        f"Python {machine['python']}, ray {machine['ray']}. Protocol of docs/benchmarks.md section 3. "
+        "One local Ray cluster (`num_cpus=2`), Serve on a loopback port with the access log off, two "
+        "applications deployed in the same run: the floor (one FastAPI deployment answering `GET /ping`, "
+        "same replica options as the Gateway: `num_cpus=0`, `max_ongoing_requests=256`) and Wayfinder "
+        f"(bundle: ALS space + EASE scorer fitted on ml-latest-small, {machine['items']:,} items; SQLite "
+        "store, WAL, `synchronous=FULL`). The load generator is a separate process (asyncio + aiohttp, one "
+        "keep-alive connection per client) but **shares the same 2 cores** with Ray's proxy, the replicas "
+        "and the GCS, so every latency here is an upper bound and throughput a lower bound. "
+        f"Requests per cell: {sizes}, after a discarded warm-up on the same connections (at least {WARMUP} "
+        "requests and one per client); cells interleaved by "
+        "concurrency, floor first. GET users come from a pool of 200, half of them with "
+        f"{SEED_EVENTS} events; each POST is one event (view/click/like) for a random user of another "
+        "pool of 200 and a random catalogue item, with a unique `event_id`. Load average "
+        f"{machine['load_start']:.1f} at start, {machine['load_end']:.1f} at end (the machine is shared).",
+        "",
+        f"**Target:** p50 within {TARGET_RATIO}x of the floor's at the same concurrency, and zero errors.",
+        "",
+        "| endpoint | clients | requests | p50 ms | p99 ms | req/s | errors | p50 vs floor | meets target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for cell in cells:
+        ratio = cell["p50_ms"] / floor[cell["clients"]]["p50_ms"]
+        if cell["endpoint"] == FLOOR:
+            verdict = "floor" if cell["errors"] == 0 else "no (errors)"
+        else:
+            misses = [f"p50 {ratio:.2f}x"] if ratio > TARGET_RATIO else []
+            misses += [f"{cell['errors']} errors"] if cell["errors"] else []
+            verdict = "yes" if not misses else "**no** (" + ", ".join(misses) + ")"
+        lines.append(
+            f"| {cell['endpoint']} | {cell['clients']} | {cell['requests']:,} | {cell['p50_ms']:.1f} | "
+            f"{cell['p99_ms']:.1f} | {cell['req_per_s']:,.0f} | {cell['errors']} | {ratio:.2f}x | {verdict} |"
+        )
+    samples = sorted({s for cell in cells for s in cell["error_samples"]})
+    if samples:
+        lines += ["", "Errors seen: " + "; ".join(f"`{s}`" for s in samples[:5]) + "."]
+    lines += [
+        "",
+        f"**Read-your-writes:** {ryw['trials']} fresh users each POSTed a like for an item of the "
+        "zero-history page, then at once GET their recommendations: the page's `state_version` must be at "
+        "least the acknowledged one (>= 1) and the liked item must be gone (seen items are filtered). "
+        f"**{ryw['failures']} failures** of {ryw['trials']}"
+        + (" (meets the target)." if ryw["failures"] == 0 else " (**misses** the target: must be 0).")
+        + f" POST + GET pair p50 {ryw['pair_p50_ms']:.1f} ms."
+        + (" Failures: " + "; ".join(f"`{s}`" for s in ryw["failure_samples"]) if ryw["failures"] else ""),
+        "",
+        "**In-process cost** (no HTTP, no Ray; the same bundle, one thread, "
+        f"`time.perf_counter_ns` over {results['in_process']['Engine.recommend']['calls']:,} calls each; "
+        "SQLite store in the workdir, `synchronous=FULL`; the 200-user pool, half with 20 events):",
+        "",
+        "| call | what it does | median µs | p99 µs |",
+        "|---|---|---:|---:|",
+    ]
+    what = {
+        "Engine.ingest": "one event: state read, update, durable event + state write (fsync)",
+        "Engine.recommend": "k=10: state read from SQLite, decode, rank",
+        "Engine.record_served": "the served-page write each GET schedules after answering (fsync)",
+        "Engine.sync": "runs before every engine call in a replica (campaigns + item count)",
+        "UserState.from_bytes": "state decode (zlib + JSON)",
+        "UserState.to_bytes": "state encode (JSON + zlib)",
+        "EmbeddingUpdater.apply": "pure update of an in-memory state, no store",
+        "Ranker.recommend": "pure ranking of an in-memory state, k=10, no store",
+    }
+    for name, row in results["in_process"].items():
+        lines.append(f"| `{name}` | {what.get(name, '')} | {row['median_us']:,.0f} | {row['p99_us']:,.0f} |")
+    lifecycle = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in results["lifecycle"].items())
+    lines += ["", f"Start-up in this run: {lifecycle}."]
+    return "\n".join(lines)
+
+
+def machine_facts(bundle: Path, load_start: float) -> dict[str, Any]:
+    import psutil
+    import ray
+
+    return {
+        "cpus": psutil.cpu_count(),
+        "memory_gib": psutil.virtual_memory().total / 2**30,
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "items": len(catalogue(bundle)),
+        "load_start": load_start,
+        "load_end": os.getloadavg()[0],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", default="/tmp/wf-bench-serving")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the requests; no BENCHMARKS.md")
+    parser.add_argument("--loadgen", nargs=2, metavar=("PLAN", "RESULT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name, value in ENV.items():
+        os.environ.setdefault(name, value)
+    if args.loadgen:
+        loadgen_main(*args.loadgen)
+        return
+    from benchmarks._report import write_section
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()[0]
+    bundle, train_s = ensure_bundle(workdir)
+    in_process = measure_in_process(
+        bundle, workdir, IN_PROCESS_CALLS // 10 if args.quick else IN_PROCESS_CALLS
+    )
+    http, lifecycle = measure_http(bundle, workdir, args.quick)
+    if train_s is not None:
+        lifecycle = {"bundle training": train_s, **lifecycle}
+    results = {
+        "machine": machine_facts(bundle, load_start),
+        "per_client": {c: (max(2, n // 10) if args.quick else n) for c, n in PER_CLIENT.items()},
+        "in_process": in_process,
+        "http": http,
+        "lifecycle": lifecycle,
+    }
+    (workdir / "results.json").write_text(json.dumps(results, indent=1))
+    report = render(results)
+    if not args.quick:
+        write_section("serving", report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()
