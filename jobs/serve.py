@@ -42,11 +42,11 @@ def deploy(args: argparse.Namespace) -> str:
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
     init_ray(args.address)
+    quiet = {"enable_access_log": False, "log_level": "WARNING"}  # serve.start's reaches no replica
     serve.start(
-        http_options={"host": args.host, "port": args.port, "request_timeout_s": 30},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
+        http_options={"host": args.host, "port": args.port, "request_timeout_s": 30}, logging_config=quiet
     )
-    serve.run(build_app(config), name="wayfinder", route_prefix="/")
+    serve.run(build_app(config), name="wayfinder", route_prefix="/", logging_config=quiet)
     return f"http://{args.host}:{args.port}"
 
 
