@@ -147,24 +147,21 @@ class FamilyASHA(FIFOScheduler):
                     metric=METRIC, mode="max", max_t=reports, grace_period=min(2, reports), reduction_factor=3
                 )
 
-    def _for(self, trial: Any) -> Any:
-        return self._by_family.get(trial.config["trial"]["family"])
+    def _forward(self, hook: str, controller: Any, trial: Any, *rest: Any) -> Any:
+        scheduler = self._by_family.get(trial.config["trial"]["family"])
+        return getattr(scheduler, hook)(controller, trial, *rest) if scheduler else self.CONTINUE
 
     def on_trial_add(self, controller: Any, trial: Any) -> None:
-        if scheduler := self._for(trial):
-            scheduler.on_trial_add(controller, trial)
+        self._forward("on_trial_add", controller, trial)
 
     def on_trial_result(self, controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        scheduler = self._for(trial)
-        return str(scheduler.on_trial_result(controller, trial, result)) if scheduler else self.CONTINUE
+        return str(self._forward("on_trial_result", controller, trial, result))
 
     def on_trial_complete(self, controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        if scheduler := self._for(trial):
-            scheduler.on_trial_complete(controller, trial, result)
+        self._forward("on_trial_complete", controller, trial, result)
 
     def on_trial_remove(self, controller: Any, trial: Any) -> None:
-        if scheduler := self._for(trial):
-            scheduler.on_trial_remove(controller, trial)
+        self._forward("on_trial_remove", controller, trial)
 
 
 class _Progress(tune.Callback):
@@ -258,6 +255,9 @@ def _tuner(
             verbose=0,
             callbacks=[_Progress(total)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            failure_config=tune.FailureConfig(
+                max_failures=2
+            ),  # a lost trial actor retries (from its checkpoint)
         ),
     )
 
@@ -276,7 +276,7 @@ def _ensemble(
     from recsys.ensemble import build_ensemble, load_signals
     from recsys.ensemble.signals import item_columns
     from recsys.registry import Registry, build_manifest
-    from recsys.registry.manifest import ensemble_sections, test_table
+    from recsys.registry.manifest import ensemble_sections, metrics_table
 
     split = shared.split
     signals = load_signals(data, split) if config.signals is not None else None
@@ -313,7 +313,7 @@ def _ensemble(
     )
     promoted = " (champion)" if settings.promote else ""
     print(
-        f"Published {manifest['version']} to {registry.root.uri}{promoted}\n{test_table(manifest)}",
+        f"Published {manifest['version']} to {registry.root.uri}{promoted}\n{metrics_table(manifest)}",
         flush=True,
     )
     return manifest

@@ -164,7 +164,7 @@ def _combiner_factory(method: str, config: EnsembleConfig) -> Callable[[], Combi
     )
 
 
-def _method_report(method: str, combiner: Combiner) -> dict[str, Any]:
+def _method_report(combiner: Combiner) -> dict[str, Any]:
     if isinstance(combiner, Blender):
         return {"weights": combiner.weights_}
     assert isinstance(combiner, Stacker)
@@ -248,7 +248,7 @@ def build_ensemble(
         valid = _cross_validated(make, batch, truth, config.meta_folds, config.seed)
         combiners[method] = make().fit(batch, truth)
         test = _metrics(test_stage.with_combiner(combiners[method]), stage.train_valid, split.test)
-        methods[method] = {**_method_report(method, combiners[method]), "valid": valid, "test": test}
+        methods[method] = {**_method_report(combiners[method]), "valid": valid, "test": test}
         say(f"{method}: valid ndcg@10={valid['ndcg@10']:.4f} (cross-validated) test={test['ndcg@10']:.4f}")
     chosen = max(methods, key=lambda m: methods[m]["valid"]["ndcg@10"])
     report = {

@@ -45,7 +45,6 @@ class SignalConfig(BaseModel):
     positive_gain: float = Field(default=0.3, ge=0.0)
     seen_weight: float = Field(default=0.35, ge=0.0)
     half_life_days: float | None = Field(default=None, gt=0.0)
-    rating_threshold: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ __all__ = [
     "code_version",
     "data_fingerprint",
     "ensemble_sections",
+    "metrics_table",
     "read_manifest",
-    "test_table",
 ]
 
 SCHEMA_VERSION = 1
@@ -213,7 +213,7 @@ def ensemble_sections(
     return families, ensemble
 
 
-def test_table(manifest: Mapping[str, Any]) -> str:
+def metrics_table(manifest: Mapping[str, Any]) -> str:
     """Test NDCG@10 and Recall@10 of every family and ensemble method of a manifest, as text."""
     rows = [(family, row["test"]) for family, row in manifest["families"].items()]
     rows += [(f"ensemble {name}", row["test"]) for name, row in manifest["ensemble"]["methods"].items()]

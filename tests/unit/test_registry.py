@@ -190,3 +190,17 @@ def test_a_version_is_never_overwritten(tmp_path: Path) -> None:
             item_ids=ITEMS,
             item_idx=[0, 1, 2, 3, 4],
         )
+
+
+def test_a_registry_on_another_filesystem_stages_files_through_a_temporary_directory(tmp_path: Path) -> None:
+    from pyarrow.fs import _MockFileSystem  # pyarrow's in-memory filesystem, standing in for S3 or GCS
+
+    registry = Registry(Location(_MockFileSystem(), "bucket/models"))
+    data = make_data(tmp_path / "data")
+    model = make_model()
+    assert publish(registry, data, model=model) == "v0001" and registry.champion() == "v0001"
+    loaded = registry.load()
+    assert loaded.item_ids == ITEMS and loaded.features is not None
+    assert np.array_equal(loaded.model.recommend(X, 3)[0], model.recommend(X, 3)[0])
+    publish(registry, data)
+    assert registry.load().version == "v0002" and registry.versions() == ["v0001", "v0002"]
