@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,8 @@ def ml_data(tmp_path_factory: pytest.TempPathFactory, ml_small: Path) -> Path:
 @pytest.fixture(scope="module")
 def smoke(ml_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("tune-out")
-    started = time.perf_counter()
     code = cli.main(["tune", "--data", str(ml_data), "--out", str(out), "--smoke-test"])
-    return {"code": code, "seconds": time.perf_counter() - started, "out": out, "data": ml_data}
+    return {"code": code, "out": out, "data": ml_data}
 
 
 def check_manifest(manifest: dict[str, Any]) -> None:
