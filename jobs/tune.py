@@ -59,6 +59,7 @@ class TuneSettings(BaseModel):
     name: str = "tune"
     resume: bool = False
     smoke_test: bool = False
+    budget: int | None = Field(default=None, ge=1)
     ensemble: bool = True
     promote: bool = True
 
@@ -78,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="tune", help="experiment name under the storage path")
     parser.add_argument("--resume", action="store_true", help="continue the experiment found at storage/name")
     parser.add_argument("--smoke-test", action="store_true", help="the spaces file's smoke_test subset (CI)")
+    parser.add_argument("--budget", type=int, help="at most this many trials per family (a short run)")
     parser.add_argument("--no-ensemble", dest="ensemble", action="store_false", help="tune only, no publish")
     parser.add_argument("--no-promote", dest="promote", action="store_false", help="publish, keep champion")
     add_address_argument(parser)
@@ -106,6 +108,7 @@ def load_spaces(settings: TuneSettings) -> tuple[SearchSpaces, EnsembleConfig]:
     except (yaml.YAMLError, ValidationError) as exc:
         raise ConfigError(f"search spaces file {path} is invalid: {exc}") from exc
     spaces = spaces.smoke() if settings.smoke_test else spaces
+    spaces = spaces.capped(settings.budget) if settings.budget else spaces
     return (spaces.select(settings.families) if settings.families else spaces), ensemble
 
 

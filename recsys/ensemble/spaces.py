@@ -160,15 +160,23 @@ class SearchSpaces(BaseModel):
 
     def smoke(self) -> SearchSpaces:
         """The smoke-test variant: its families, its budget, iterative maxima capped."""
+        return self.select(self.smoke_test.families).capped(
+            self.smoke_test.budget, max_epochs=self.smoke_test.max_epochs
+        )
+
+    def capped(self, budget: int, *, max_epochs: int | None = None) -> SearchSpaces:
+        """A copy where no family runs more than ``budget`` trials (and, if given, no iterative
+        family trains more than ``max_epochs`` epochs): a short tuning run of the same spaces."""
+        if budget < 1:
+            raise ConfigError(f"budget must be at least 1 trial per family, got {budget}")
         families = {}
-        for name in self.smoke_test.families:
-            space = self.space(name)
+        for name, space in self.families.items():
             iterative = space.iterative
-            if iterative is not None:
-                cap = min(iterative.max, self.smoke_test.max_epochs)
+            if iterative is not None and max_epochs is not None:
+                cap = min(iterative.max, max_epochs)
                 iterative = iterative.model_copy(update={"max": cap, "every": min(iterative.every, cap)})
             families[name] = space.model_copy(
-                update={"budget": min(space.budget, self.smoke_test.budget), "iterative": iterative}
+                update={"budget": min(space.budget, budget), "iterative": iterative}
             )
         return self.model_copy(update={"families": families})
 

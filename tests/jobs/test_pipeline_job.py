@@ -1,4 +1,4 @@
-"""The main job on the bundled data, the way `make demo` runs it (minus the blocking serve step)."""
+"""The main job on the bundled data, the way `make demo` runs it (smaller tuning, no blocking serve)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,15 @@ pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 def test_pipeline_preprocesses_evaluates_and_builds_the_bundle(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cli.main(["pipeline", "--out", str(tmp_path), "--families", "popularity,itemknn", "--no-serve"])
+    code = cli.main(
+        [
+            "pipeline", "--out", str(tmp_path), "--families", "popularity,itemknn",
+            "--tune-families", "ease,als", "--tune-budget", "1", "--no-serve",
+        ]
+    )  # fmt: skip
     assert code == 0
     printed = capsys.readouterr().out
-    for step in ("1/4 preprocess", "2/4 evaluate", "3/4 serving bundle"):
+    for step in ("1/5 preprocess", "2/5 tune", "3/5 evaluate", "4/5 serving bundle"):
         assert step in printed
     quality = json.loads((tmp_path / "data" / "quality.json").read_text())
     assert quality["rows_out"] == 100_836
@@ -29,3 +34,7 @@ def test_pipeline_preprocesses_evaluates_and_builds_the_bundle(
     parts = load_bundle(tmp_path / "bundle")
     assert parts.space.n_items == 9_742 and len(parts.item_ids) == 9_742
     assert parts.scorers and parts.featurizer is not None
+    # The bundle is fitted with the champion's tuned hyperparameters.
+    champion = json.loads((tmp_path / "models" / "champion" / "manifest.json").read_text())
+    assert parts.manifest["space"] == {"family": "als", **champion["families"]["als"]["params"]}
+    assert parts.manifest["scorer"] == {"family": "ease", **champion["families"]["ease"]["params"]}

@@ -116,6 +116,19 @@ def test_unknown_keys_and_families_are_errors() -> None:
         ).grid_points("ease", 0)
 
 
+def test_capped_limits_every_family_budget_and_keeps_the_rest() -> None:
+    spaces, _ = repository_spaces()
+    short = spaces.capped(2)
+    assert list(short.families) == list(spaces.families)
+    for name, space in short.families.items():
+        assert space.budget == min(2, spaces.families[name].budget)
+        assert space.params == spaces.families[name].params
+        assert space.iterative == spaces.families[name].iterative
+    assert short.families["ease"].budget == 2 and short.families["popularity"].budget == 1
+    with pytest.raises(ConfigError, match="budget"):
+        spaces.capped(0)
+
+
 def test_smoke_variant_keeps_its_families_small() -> None:
     spaces, _ = repository_spaces()
     smoke = spaces.smoke()
