@@ -87,6 +87,7 @@ class DemoViews:
     def __init__(self) -> None:
         self._projection: PlanarProjection | None = None
         self._catalogue: tuple[str, int, Catalogue] | None = None
+        self._maps: dict[tuple[str, int, int], ItemMapOut] = {}  # a page load asks for the same map
 
     def projection(self, engine: Engine) -> PlanarProjection:
         if self._projection is None:
@@ -125,6 +126,15 @@ class DemoViews:
         )
 
     def item_map(self, engine: Engine, max_points: int) -> ItemMapOut:
+        space = engine.space
+        key = (space.fingerprint, space.n_items, max_points)
+        if key not in self._maps:
+            if len(self._maps) >= 4:
+                self._maps.pop(next(iter(self._maps)))
+            self._maps[key] = self._item_map(engine, max_points)
+        return self._maps[key]
+
+    def _item_map(self, engine: Engine, max_points: int) -> ItemMapOut:
         space = engine.space
         projection = self.projection(engine)
         chosen = map_sample(space.prior.overall[: space.n_items], max_points)

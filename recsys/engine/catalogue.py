@@ -7,7 +7,6 @@ tags. Results come most popular first, so an empty query browses the catalogue b
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -65,17 +64,25 @@ class Catalogue:
         self.titles = [title or item_id for title, item_id in zip(titles, item_ids, strict=True)]
         self.categories = [tuple(c) for c in categories]
         self._order = np.argsort(-np.asarray(popularity, dtype=np.float64), kind="stable")
-        text = [
-            " ".join([title, item_id, *labels, *marks]).lower()
-            for title, item_id, labels, marks in zip(self.titles, item_ids, categories, tags, strict=True)
+        self._text = [
+            " ".join([self.titles[item], item_ids[item], *categories[item], *tags[item]]).lower()
+            for item in self._order.tolist()
+        ]  # in popularity order: a match's rank is its position here
+        names = sorted({label for labels in self.categories for label in labels})
+        self._names = names
+        column = {name: j for j, name in enumerate(names)}
+        pairs = [
+            (rank, column[label])
+            for rank, item in enumerate(self._order.tolist())
+            for label in self.categories[item]
         ]
-        self._text = np.array(text, dtype=np.str_)[self._order] if n else np.array([], dtype=np.str_)
-        self._by_category: dict[str, np.ndarray] = {}
-        members: dict[str, list[int]] = {}
-        for rank, item in enumerate(self._order):
-            for label in self.categories[item]:
-                members.setdefault(label, []).append(rank)
-        self._by_category = {label: np.asarray(ranks) for label, ranks in members.items()}
+        self._label_rank = np.array([rank for rank, _ in pairs], dtype=np.int64)
+        self._label_name = np.array([j for _, j in pairs], dtype=np.int64)
+        grouped = np.argsort(self._label_name, kind="stable")
+        bounds = np.searchsorted(self._label_name[grouped], np.arange(len(names) + 1))
+        self._by_category = {
+            name: self._label_rank[grouped[bounds[j] : bounds[j + 1]]] for j, name in enumerate(names)
+        }
 
     @classmethod
     def from_space(cls, space: EmbeddingSpace, item_ids: Sequence[str]) -> Catalogue:
@@ -109,10 +116,9 @@ class Catalogue:
             raise ConfigError(f"category {category!r} is not in the catalogue")
         matched = np.ones(self.n_items, dtype=bool)
         for word in query.lower().split():
-            matched &= np.char.find(self._text, word) >= 0
-        facets = Counter(
-            label for rank in np.flatnonzero(matched) for label in self.categories[self._order[rank]]
-        )
+            matched &= np.fromiter((word in text for text in self._text), dtype=bool, count=self.n_items)
+        counts = np.bincount(self._label_name[matched[self._label_rank]], minlength=len(self._names))
+        facets = [(self._names[j], int(counts[j])) for j in np.flatnonzero(counts)]
         if category is not None:
             in_category = np.zeros(self.n_items, dtype=bool)
             in_category[self._by_category[category]] = True
@@ -122,5 +128,5 @@ class Catalogue:
             total=int(ranks.size),
             offset=offset,
             items=self._order[ranks[offset : offset + limit]],
-            facets=sorted(facets.items(), key=lambda p: (-p[1], p[0])),
+            facets=sorted(facets, key=lambda p: (-p[1], p[0])),
         )

@@ -12,7 +12,7 @@ const OTHER = "#b8bec8";
 
 const state = {
   user: "", offset: 0, total: 0, query: "", category: "",
-  map: null, colours: new Map(), path: [], mine: new Map(), lastRecs: [], refreshes: 0,
+  map: null, view: null, zoom: false, colours: new Map(), path: [], mine: new Map(), lastRecs: [], refreshes: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -187,10 +187,27 @@ async function loadMap() {
   el("span", {}, el("span", { class: "dot", style: "background:#111;border:2px solid #ffd400" }), "you"));
 }
 
-function toCanvas(x, y, width, height) {
-  const m = state.map;
-  const cx = Math.min(Math.max((x - m.x0) / (m.x1 - m.x0), 0), 1);
-  const cy = Math.min(Math.max((y - m.y0) / (m.y1 - m.y0), 0), 1);
+function journeyBounds(user) {
+  const full = state.map;
+  const points = [...state.path, ...((user && user.signals) || []), ...((user && user.interests) || [])];
+  if (user && user.position) points.push(user.position);
+  if (!state.zoom || !points.length) return full;
+  const span = (lo, hi, fullLo, fullHi) => {
+    const min = 0.3 * (fullHi - fullLo); const mid = (lo + hi) / 2;
+    const half = Math.max((hi - lo) * 1.3, min) / 2;
+    return [mid - half, mid + half];
+  };
+  const xs = points.map((p) => p.x); const ys = points.map((p) => p.y);
+  const [x0, x1] = span(Math.min(...xs), Math.max(...xs), full.x0, full.x1);
+  const [y0, y1] = span(Math.min(...ys), Math.max(...ys), full.y0, full.y1);
+  return { x0, x1, y0, y1 };
+}
+
+function toCanvas(x, y, width, height, clamp = true) {
+  const m = state.view || state.map;
+  let cx = (x - m.x0) / (m.x1 - m.x0);
+  let cy = (y - m.y0) / (m.y1 - m.y0);
+  if (clamp) { cx = Math.min(Math.max(cx, 0), 1); cy = Math.min(Math.max(cy, 0), 1); }
   return [cx * width, (1 - cy) * height];
 }
 
@@ -206,11 +223,13 @@ function drawMap(user) {
   ctx.clearRect(0, 0, width, height);
   const m = state.map;
   if (!m) return;
+  state.view = journeyBounds(user);
   ctx.globalAlpha = 0.55;
   for (let i = m.x.length - 1; i >= 0; i--) {   // most popular drawn last, on top
-    const [px, py] = toCanvas(m.x[i], m.y[i], width, height);
+    const [px, py] = toCanvas(m.x[i], m.y[i], width, height, false);
+    if (px < 0 || py < 0 || px > width || py > height) continue;
     ctx.fillStyle = colourOf(m.category[i]);
-    ctx.beginPath(); ctx.arc(px, py, 2.2, 0, 2 * Math.PI); ctx.fill();
+    ctx.beginPath(); ctx.arc(px, py, state.zoom ? 3.5 : 2.2, 0, 2 * Math.PI); ctx.fill();
   }
   ctx.globalAlpha = 1;
   for (const s of (user && user.signals) || []) {
@@ -272,7 +291,7 @@ function mapHover(event) {
   const mx = event.clientX - rect.left; const my = event.clientY - rect.top;
   let best = -1; let bestD = 49;
   for (let i = 0; i < m.x.length; i++) {
-    const [px, py] = toCanvas(m.x[i], m.y[i], rect.width, rect.height);
+    const [px, py] = toCanvas(m.x[i], m.y[i], rect.width, rect.height, false);
     const d = (px - mx) ** 2 + (py - my) ** 2;
     if (d < bestD) { bestD = d; best = i; }
   }
@@ -331,6 +350,7 @@ function wire() {
   $("category").addEventListener("change", () => { state.category = $("category").value; state.offset = 0; loadCatalogue(); });
   $("prev").addEventListener("click", () => { state.offset = Math.max(0, state.offset - PAGE_SIZE); loadCatalogue(); });
   $("next").addEventListener("click", () => { state.offset += PAGE_SIZE; loadCatalogue(); });
+  $("zoom").addEventListener("change", () => { state.zoom = $("zoom").checked; drawMap(state.userMap); });
   $("map").addEventListener("mousemove", mapHover);
   $("map").addEventListener("mouseleave", () => { $("map-tip").hidden = true; });
   window.addEventListener("resize", () => drawMap(state.userMap));

@@ -213,6 +213,9 @@ def test_clicking_moves_recommendations_and_map_and_reaches_the_store(url: str, 
             assert why.is_visible() and why.inner_text().strip()
             assert card.get_attribute("title") == why.inner_text()
 
+            page.check("#zoom")  # redraw around the journey; the marker stays where the user is
+            assert marker(page) == third
+
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "demo-page.png"), full_page=True)
         finally:
