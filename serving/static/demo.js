@@ -259,6 +259,7 @@ function drawMap(user) {
       if (i < state.path.length - 1) { ctx.fillStyle = "#111"; ctx.font = "10px sans-serif"; ctx.fillText(String(i + 1), px + 5, py - 5); }
     });
   }
+  canvas.dataset.pathLength = state.path.length;
   const marker = $("user-marker");
   if (user && user.position) {
     const [px, py] = toCanvas(user.position.x, user.position.y, width, height);
