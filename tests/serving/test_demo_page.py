@@ -123,6 +123,8 @@ def test_item_map_and_an_unknown_users_map(url: str) -> None:
     assert get(url, "/v1/items/map", max_points=0).status_code == 422
     blank = get(url, f"/v1/users/never-seen-{uuid.uuid4().hex[:6]}/map").json()
     assert blank["position"] is None and blank["state_version"] == 0 and blank["signals"] == []
+    too_long = get(url, f"/v1/users/{'u' * 300}/map")
+    assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["path", "user_id"]
 
 
 def test_page_and_assets_are_served(url: str) -> None:
