@@ -55,6 +55,7 @@ def example_session(url: str) -> str:
     return "\n".join(
         [
             f"Wayfinder is serving on {url}  (OpenAPI docs: {url}/docs)",
+            f"Demo page: {url}/demo",
             "Try:",
             f"  curl -s '{url}/v1/users/alice/recommendations?k=5'",
             f"  curl -s -X POST {url}/v1/events -H 'content-type: application/json' \\",

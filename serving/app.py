@@ -35,6 +35,8 @@ from recsys.ranking import RankedItem, RankerConfig
 from recsys.store import open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
+from serving.demo import DemoRoutes
+from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
@@ -121,11 +123,12 @@ api = FastAPI(
     description="Real-time personalization: events in, recommendations out, every event moves the user.",
 )
 install_error_handlers(api)
+api.include_router(demo_router)  # GET /demo, /v1/items, /v1/items/map, /v1/users/{id}/map
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
 @serve.ingress(api)
-class Gateway:
+class Gateway(DemoRoutes):
     """The HTTP API (``/v1``); ranks in this replica and forwards events to the updater."""
 
     def __init__(self, updater: DeploymentHandle, args: dict[str, Any]) -> None:
