@@ -304,6 +304,47 @@ def test_store_errors_counted_by_operation(
     assert {r["wf_error"] for r in warnings} == {"StoreError"}
 
 
+def _record_experiment(experiment: str) -> None:
+    """What the A/B code records in a replica, here in a Ray task: exposures and conversions per
+    variant, and a model swap."""
+    from serving.metrics import observe_conversion, observe_exposure, serving_metrics
+
+    for variant, shown, clicked in (("A", 5, 2), ("B", 4, 3)):
+        for _ in range(shown):
+            observe_exposure(experiment, variant)
+        for _ in range(clicked):
+            observe_conversion(experiment, variant, "click")
+    observe_conversion(experiment, "B", "purchase")
+    serving_metrics().model_loaded(f"{experiment}-v1", "aaaaaaaaaaaa")
+    serving_metrics().model_loaded(f"{experiment}-v2", "bbbbbbbbbbbb")
+
+
+def test_variant_exposures_conversions_and_model_swap(prometheus: str) -> None:
+    import ray
+
+    experiment = f"exp-{uuid.uuid4().hex[:8]}"
+    ray.get(ray.remote(num_cpus=0)(_record_experiment).remote(experiment))
+    exposures = f'sum by (variant) (ray_wayfinder_exposures_total{{experiment="{experiment}"}})'
+    eventually(
+        lambda: by_labels(query(prometheus, exposures), "variant"), {("A",): 5.0, ("B",): 4.0}, exposures
+    )
+    conversions = (
+        f'sum by (variant, event_type) (ray_wayfinder_conversions_total{{experiment="{experiment}"}})'
+    )
+    expected = {("A", "click"): 2.0, ("B", "click"): 3.0, ("B", "purchase"): 1.0}
+    eventually(
+        lambda: by_labels(query(prometheus, conversions), "variant", "event_type"), expected, conversions
+    )
+    ctr = (
+        f'sum by (variant) (ray_wayfinder_conversions_total{{experiment="{experiment}",event_type="click"}})'
+        f' / sum by (variant) (ray_wayfinder_exposures_total{{experiment="{experiment}"}})'
+    )
+    assert by_labels(query(prometheus, ctr), "variant") == {("A",): 2 / 5, ("B",): 3 / 4}
+    model = f'ray_wayfinder_model_info{{model_version=~"{experiment}-.*"}}'
+    expected = {(f"{experiment}-v1",): 0.0, (f"{experiment}-v2",): 1.0}  # the replaced one drops to 0
+    eventually(lambda: by_labels(query(prometheus, model), "model_version"), expected, model)
+
+
 def test_dashboard_queries_run_against_prometheus(prometheus: str, traffic: Traffic) -> None:
     dashboard = json.loads((REPO / "monitoring" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
