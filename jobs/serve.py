@@ -42,7 +42,12 @@ def deploy(args: argparse.Namespace) -> str:
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
     init_ray(args.address)
-    quiet = {"enable_access_log": False, "log_level": "WARNING"}  # serve.start's reaches no replica
+    quiet = {  # serve.start's reaches no replica; JSON lines, no access log (paths carry user ids)
+        "encoding": "JSON",
+        "additional_log_standard_attrs": ["name"],
+        "enable_access_log": False,
+        "log_level": "WARNING",
+    }
     serve.start(
         http_options={"host": args.host, "port": args.port, "request_timeout_s": 30}, logging_config=quiet
     )

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import threading
+import time
 import uuid
 from pathlib import Path as FilePath
 from typing import Any
@@ -32,12 +33,14 @@ from ray.serve.handle import DeploymentHandle
 from recsys.embeddings import UpdaterConfig
 from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
 from recsys.ranking import RankedItem, RankerConfig
-from recsys.store import open_store
+from recsys.store import StoreError, open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming
+from serving.logs import log_failure, log_request
+from serving.metrics import model_identity, serving_metrics
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 logger = logging.getLogger("wayfinder.serving")
@@ -95,8 +98,14 @@ class _Locked:
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            self.engine.sync()
-            return fn(*args, **kwargs)
+            try:
+                self.engine.sync()
+                return fn(*args, **kwargs)
+            except StoreError as exc:
+                operation = getattr(fn, "__name__", "engine")
+                serving_metrics().store_error(operation, exc)
+                log_failure(operation, exc)
+                raise
 
     async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self._call, fn, *args, **kwargs)
@@ -109,9 +118,15 @@ class EmbeddingUpdater:
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
         self._engine = _Locked(make_engine(config, with_scorers=False))
+        self.metrics = serving_metrics()
+        self.metrics.model_loaded(*model_identity(config.bundle))
 
     async def ingest(self, events: list[IncomingEvent]) -> list[Ack]:
-        return await self._engine(self._engine.engine.ingest, events)
+        started = time.perf_counter()
+        acks: list[Ack] = await self._engine(self._engine.engine.ingest, events)
+        self.metrics.embedding_update(time.perf_counter() - started)
+        self.metrics.events_ingested((e.event_type, a.status) for e, a in zip(events, acks, strict=True))
+        return acks
 
     def check_health(self) -> None:
         self._engine.engine.space.n_items  # noqa: B018 - raises if the engine was never built
@@ -136,6 +151,8 @@ class Gateway(DemoRoutes):
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
         self._background: set[asyncio.Task[Any]] = set()
+        self.metrics = serving_metrics()
+        self.metrics.model_loaded(*model_identity(self.config.bundle))
 
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
@@ -147,6 +164,7 @@ class Gateway(DemoRoutes):
             for position, event in enumerate(events)
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        log_request("events", events=len(acks), applied=sum(a.status == "applied" for a in acks))
         return s.EventsAck(
             acks=[
                 s.EventAck(
@@ -171,9 +189,20 @@ class Gateway(DemoRoutes):
     ) -> s.Recommendations:
         """The user's next page: score, provenance and explanation per item. Unknown users get the
         zero-history page; an acknowledged event shows in the very next call."""
+        started = time.perf_counter()
         excluded = [x for x in (exclude or "").split(",") if x]
         page: Page = await self.rank((user_id, k, category, excluded))
         self.served_later(page)
+        seconds = time.perf_counter() - started
+        self.metrics.recommendation(seconds, zero_history=not page.has_history)
+        log_request(
+            "recommendations",
+            user_id=user_id,
+            k=k,
+            items=len(page.items),
+            zero_history=not page.has_history,
+            latency_ms=round(seconds * 1000, 3),
+        )
         return s.Recommendations(
             user_id=user_id,
             request_id=uuid.uuid4().hex,
@@ -185,14 +214,14 @@ class Gateway(DemoRoutes):
     async def rank(self, requests: list[tuple[str, int, list[str] | None, list[str]]]) -> list[Page]:
         """Rank a batch of concurrent requests in one worker-thread call."""
 
-        def pages() -> list[Page]:
+        def recommend() -> list[Page]:
             engine = self.engine.engine
             return [
                 engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
                 for user, k, categories, exclude in requests
             ]
 
-        result: list[Page] = await self.engine(pages)
+        result: list[Page] = await self.engine(recommend)
         return result
 
     def served_later(self, page: Page) -> None:
@@ -202,7 +231,16 @@ class Gateway(DemoRoutes):
             asyncio.to_thread(self.engine.engine.record_served, page)
         )
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            return
+        if isinstance(error, StoreError):
+            self.metrics.store_error("record_served", error)
+        log_failure("record_served", error)  # retrieved here: asyncio logs no traceback naming the user
 
     def item_out(self, ranked: RankedItem) -> s.RecommendedItem:
         engine = self.engine.engine

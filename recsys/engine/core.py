@@ -67,6 +67,8 @@ class Page:
     user_id: str
     state_version: int
     items: list[RankedItem]
+    has_history: bool = False
+    """Whether any event had moved the user (else the page is the zero-history one)."""
 
 
 class Engine:
@@ -272,7 +274,7 @@ class Engine:
         deny = [i for i in (self.item_index(x) for x in exclude_item_ids) if i is not None]
         filters = Filters(deny=deny, include_categories=include_categories or None)
         items = self._ranker.recommend(state, k, filters, RequestContext(now=self._clock()))
-        return Page(user_id, version, items)
+        return Page(user_id, version, items, has_history=state.has_signal)
 
     def record_served(self, page: Page) -> None:
         """Count the page for the journey policy and promotion caps (best effort)."""
