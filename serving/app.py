@@ -24,18 +24,20 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from recsys.embeddings import UpdaterConfig
 from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
+from recsys.experiments import Experiment, Variant
 from recsys.ranking import RankedItem, RankerConfig
 from recsys.store import open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
 from serving.errors import install_error_handlers, to_incoming
+from serving.experiments import ExperimentRuntime, validate_experiments, variant_settings
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 logger = logging.getLogger("wayfinder.serving")
@@ -55,6 +57,14 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    experiments: list[Experiment] = Field(
+        default_factory=list, description="A/B/n experiments; at most one enabled (README: A/B testing)"
+    )
+
+    @model_validator(mode="after")
+    def _valid_experiments(self) -> ServingArgs:
+        validate_experiments(self.experiments, self.ranker, self.updater)
+        return self
 
     def resolved(self) -> ServingArgs:
         """Relative paths taken from the project root, so every replica finds the same files."""
@@ -64,6 +74,18 @@ class ServingArgs(BaseModel):
             url = "sqlite:///" + str(PROJECT_ROOT / url.removeprefix("sqlite:///"))
         absolute = bundle if bundle.is_absolute() else PROJECT_ROOT / bundle
         return self.model_copy(update={"bundle": str(absolute), "store_url": url})
+
+
+def make_experiments(args: ServingArgs, main: Engine, *, with_scorers: bool = True) -> ExperimentRuntime:
+    """The replica's experiment runtime: variant engines share the store, bundles resolve like ours."""
+
+    def variant_engine(variant: Variant) -> Engine:
+        update = variant_settings(args.ranker, args.updater, variant)
+        if "bundle" in update and not FilePath(update["bundle"]).is_absolute():
+            update["bundle"] = str(PROJECT_ROOT / update["bundle"])
+        return make_engine(args.model_copy(update=update), with_scorers=with_scorers)
+
+    return ExperimentRuntime(args.experiments, open_store(args.store_url), main, variant_engine)
 
 
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
@@ -107,8 +129,13 @@ class EmbeddingUpdater:
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
         self._engine = _Locked(make_engine(config, with_scorers=False))
+        self.experiments = make_experiments(config, self._engine.engine, with_scorers=False)
 
     async def ingest(self, events: list[IncomingEvent]) -> list[Ack]:
+        if self.experiments.overrides_updates:  # each user's events through their variant's updater
+            return await self._engine(
+                lambda: [self.experiments.engine_for_user(e.user_id).ingest([e])[0] for e in events]
+            )
         return await self._engine(self._engine.engine.ingest, events)
 
     def check_health(self) -> None:
@@ -132,6 +159,7 @@ class Gateway:
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
+        self.experiments = make_experiments(self.config, self.engine.engine)
         self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ events
@@ -144,6 +172,9 @@ class Gateway:
             for position, event in enumerate(events)
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        fresh = [e for e, a in zip(incoming, acks, strict=True) if e.request_id and a.status != "duplicate"]
+        if fresh:  # A/B attribution of events that reference a response, once they are durable
+            await asyncio.to_thread(self.experiments.attribute, fresh)
         return s.EventsAck(
             acks=[
                 s.EventAck(
@@ -169,35 +200,46 @@ class Gateway:
         """The user's next page: score, provenance and explanation per item. Unknown users get the
         zero-history page; an acknowledged event shows in the very next call."""
         excluded = [x for x in (exclude or "").split(",") if x]
-        page: Page = await self.rank((user_id, k, category, excluded))
-        self.served_later(page)
+        running = self.experiments.active
+        variant = await asyncio.to_thread(self.experiments.assign, user_id) if running else None
+        page: Page = await self.rank((user_id, k, category, excluded, variant))
+        self.served_later(page, variant)
+        items = [self.item_out(r) for r in page.items]
+        request_id = uuid.uuid4().hex
+        if variant is not None:  # the exposure is durable before the client can act on it
+            shown = [i.item_id for i in items]
+            await asyncio.to_thread(self.experiments.expose, request_id, user_id, variant, shown)
         return s.Recommendations(
             user_id=user_id,
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             state_version=page.state_version,
-            items=[self.item_out(r) for r in page.items],
+            items=items,
+            variant=variant,
+            experiment=running.id if running and variant else None,
         )
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
-    async def rank(self, requests: list[tuple[str, int, list[str] | None, list[str]]]) -> list[Page]:
+    async def rank(
+        self, requests: list[tuple[str, int, list[str] | None, list[str], str | None]]
+    ) -> list[Page]:
         """Rank a batch of concurrent requests in one worker-thread call."""
 
         def pages() -> list[Page]:
-            engine = self.engine.engine
             return [
-                engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
-                for user, k, categories, exclude in requests
+                self.experiments.engine(variant).recommend(
+                    user, k, include_categories=categories, exclude_item_ids=exclude
+                )
+                for user, k, categories, exclude, variant in requests
             ]
 
         result: list[Page] = await self.engine(pages)
         return result
 
-    def served_later(self, page: Page) -> None:
+    def served_later(self, page: Page, variant: str | None = None) -> None:
         """Count the page for the journey policy and promotion caps after responding."""
         # Not under the engine lock: this write (an fsync) must not hold up the next page.
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.engine.engine.record_served, page)
-        )
+        engine = self.experiments.engine(variant, sync=False)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(engine.record_served, page))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -278,6 +320,29 @@ class Gateway:
         if not await self.engine(self.engine.engine.delete_promotion, promotion_id):
             raise HTTPException(404, detail=f"promotion_id {promotion_id!r} does not exist")
         return {"promotion_id": promotion_id, "deleted": True}
+
+    # ------------------------------------------------------------------ experiments
+    @api.get("/v1/experiments", tags=["experiments"])
+    async def list_experiments(self) -> dict[str, Any]:
+        """The configured experiments; ``running`` is the one that assigns users now."""
+        active = self.experiments.active
+        return {
+            "experiments": [
+                {"id": e.id, "running": e is active, "variants": [v.name for v in e.variants]}
+                for e in self.experiments.experiments.values()
+            ]
+        }
+
+    @api.get("/v1/experiments/{experiment_id}/report", tags=["experiments"])
+    async def experiment_report(
+        self, experiment_id: str = Path(min_length=1, max_length=64)
+    ) -> dict[str, Any]:
+        """Per variant: exposures, click-through and conversion with 95% Wilson intervals, the
+        two-proportion z-test against the control (the first variant), and the current allocation."""
+        report = await asyncio.to_thread(self.experiments.report, experiment_id)
+        if report is None:
+            raise HTTPException(404, detail=f"experiment_id {experiment_id!r} is not configured")
+        return report
 
     # ------------------------------------------------------------------ health
     @api.get("/healthz", response_model=s.Health, tags=["health"])
