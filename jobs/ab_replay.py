@@ -116,7 +116,13 @@ def fit_space(
     )
     matrix.sum_duplicates()
     popularity = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
-    model = build(family="als", factors=args.factors, regularization=0.05, iterations=args.iterations)
+    model = build(
+        family="als",
+        factors=args.factors,
+        regularization=0.05,
+        iterations=args.iterations,
+        random_state=args.seed,
+    )
     model.fit(matrix)
     return EmbeddingSpace.from_model(model, popularity, metadata, random_state=args.seed)
 
