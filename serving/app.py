@@ -174,7 +174,7 @@ class Gateway:
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
         fresh = [e for e, a in zip(incoming, acks, strict=True) if e.request_id and a.status != "duplicate"]
         if fresh:  # A/B attribution of events that reference a response, once they are durable
-            await asyncio.to_thread(self.experiments.attribute, fresh)
+            await asyncio.to_thread(self.experiments.attribute, fresh)  # -> what was newly counted
         return s.EventsAck(
             acks=[
                 s.EventAck(

@@ -66,6 +66,7 @@ class Attribution:
     variant: str
     outcomes: tuple[str, ...]
     """Outcomes newly counted; empty when the exposure already had them."""
+    event_type: str = ""
 
 
 def attribute(store: OutcomeStore, experiments: dict[str, Experiment], touch: Touch) -> Attribution | None:
@@ -77,4 +78,4 @@ def attribute(store: OutcomeStore, experiments: dict[str, Experiment], touch: To
     if not earned:
         return None
     counted = tuple(outcome for outcome in earned if store.record_outcome(touch.request_id, outcome))
-    return Attribution(exposure.experiment, exposure.variant, counted)
+    return Attribution(exposure.experiment, exposure.variant, counted, touch.event_type)
