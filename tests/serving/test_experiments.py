@@ -1,10 +1,11 @@
-"""A/B experiments end to end: Ray Serve over HTTP, a 2-variant experiment, SQLite store."""
+"""A/B experiments end to end: Ray Serve over HTTP, a 2-variant experiment, SQLite and Redis."""
 
 from __future__ import annotations
 
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from recsys.engine import train_bundle
 from recsys.experiments import Experiment, assign
 from tests._cluster import free_port
 
+pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 EXPERIMENT = Experiment.model_validate(
@@ -38,29 +40,46 @@ EXPERIMENT = Experiment.model_validate(
 
 
 @pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from ray import serve
-
-    from serving.app import ServingArgs, build_app
-
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ab")
     config = SyntheticConfig(seed=3, n_events=10_000, n_items=200, n_clusters=4, dirt=DirtConfig.none())
     generate(config, str(root / "raw"))
     source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
     preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
     train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 8, "iterations": 4})
+    return root / "bundle"
+
+
+@pytest.fixture(scope="module")
+def http_port() -> Iterator[int]:
+    from ray import serve
+
     port = free_port()
     serve.start(
         http_options={"host": "127.0.0.1", "port": port},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
-    args = ServingArgs(
-        bundle=str(root / "bundle"), store_url=f"sqlite:///{root}/store.db", experiments=[EXPERIMENT]
-    )
-    serve.run(build_app(args), name="ab", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.delete("ab")
+    yield port
     serve.shutdown()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis"])
+def url(
+    request: pytest.FixtureRequest, bundle: Path, http_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    from ray import serve
+
+    from serving.app import ServingArgs, build_app
+
+    if request.param == "sqlite":
+        store_url = f"sqlite:///{tmp_path_factory.mktemp('ab-store')}/store.db"
+    else:
+        server = request.getfixturevalue("redis_server")
+        store_url = f"{server.url}?prefix=ab-{uuid.uuid4().hex[:6]}:&require_fsync=true"
+    args = ServingArgs(bundle=str(bundle), store_url=store_url, experiments=[EXPERIMENT])
+    serve.run(build_app(args), name="ab", route_prefix="/")
+    yield f"http://127.0.0.1:{http_port}"
+    serve.delete("ab")
 
 
 def page(url: str, user: str) -> dict[str, Any]:
