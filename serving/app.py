@@ -25,13 +25,14 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from recsys.embeddings import UpdaterConfig
 from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
+from recsys.experiments import Experiment, Variant
 from recsys.ranking import RankedItem, RankerConfig
 from recsys.store import StoreError, open_store
 from recsys.store.base import ItemRecord
@@ -39,6 +40,7 @@ from serving import schemas as s
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming
+from serving.experiments import ExperimentRuntime, validate_experiments, variant_settings
 from serving.logs import log_failure, log_request
 from serving.metrics import model_identity, serving_metrics
 
@@ -60,6 +62,14 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    experiments: list[Experiment] = Field(
+        default_factory=list, description="A/B/n experiments; at most one enabled (README: A/B testing)"
+    )
+
+    @model_validator(mode="after")
+    def _valid_experiments(self) -> ServingArgs:
+        validate_experiments(self.experiments, self.ranker, self.updater)
+        return self
 
     def resolved(self) -> ServingArgs:
         """Relative paths taken from the project root, so every replica finds the same files."""
@@ -69,6 +79,18 @@ class ServingArgs(BaseModel):
             url = "sqlite:///" + str(PROJECT_ROOT / url.removeprefix("sqlite:///"))
         absolute = bundle if bundle.is_absolute() else PROJECT_ROOT / bundle
         return self.model_copy(update={"bundle": str(absolute), "store_url": url})
+
+
+def make_experiments(args: ServingArgs, main: Engine, *, with_scorers: bool = True) -> ExperimentRuntime:
+    """The replica's experiment runtime: variant engines share the store, bundles resolve like ours."""
+
+    def variant_engine(variant: Variant) -> Engine:
+        update = variant_settings(args.ranker, args.updater, variant)
+        if "bundle" in update and not FilePath(update["bundle"]).is_absolute():
+            update["bundle"] = str(PROJECT_ROOT / update["bundle"])
+        return make_engine(args.model_copy(update=update), with_scorers=with_scorers)
+
+    return ExperimentRuntime(args.experiments, open_store(args.store_url), main, variant_engine)
 
 
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
@@ -118,12 +140,18 @@ class EmbeddingUpdater:
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
         self._engine = _Locked(make_engine(config, with_scorers=False))
+        self.experiments = make_experiments(config, self._engine.engine, with_scorers=False)
         self.metrics = serving_metrics()
         self.metrics.model_loaded(*model_identity(config.bundle))
 
     async def ingest(self, events: list[IncomingEvent]) -> list[Ack]:
         started = time.perf_counter()
-        acks: list[Ack] = await self._engine(self._engine.engine.ingest, events)
+        if self.experiments.overrides_updates:  # each user's events through their variant's updater
+            acks: list[Ack] = await self._engine(
+                lambda: [self.experiments.engine_for_user(e.user_id).ingest([e])[0] for e in events]
+            )
+        else:
+            acks = await self._engine(self._engine.engine.ingest, events)
         self.metrics.embedding_update(time.perf_counter() - started)
         self.metrics.events_ingested((e.event_type, a.status) for e, a in zip(events, acks, strict=True))
         return acks
@@ -150,6 +178,7 @@ class Gateway(DemoRoutes):
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
+        self.experiments = make_experiments(self.config, self.engine.engine)
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics = serving_metrics()
         self.metrics.model_loaded(*model_identity(self.config.bundle))
@@ -165,6 +194,11 @@ class Gateway(DemoRoutes):
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
         log_request("events", events=len(acks), applied=sum(a.status == "applied" for a in acks))
+        fresh = [e for e, a in zip(incoming, acks, strict=True) if e.request_id and a.status != "duplicate"]
+        if fresh:  # A/B attribution of events that reference a response, once they are durable
+            for counted in await asyncio.to_thread(self.experiments.attribute, fresh):
+                if counted.outcomes:
+                    self.metrics.conversion(counted.experiment, counted.variant, counted.event_type)
         return s.EventsAck(
             acks=[
                 s.EventAck(
@@ -191,8 +225,17 @@ class Gateway(DemoRoutes):
         zero-history page; an acknowledged event shows in the very next call."""
         started = time.perf_counter()
         excluded = [x for x in (exclude or "").split(",") if x]
-        page: Page = await self.rank((user_id, k, category, excluded))
-        self.served_later(page)
+        running = self.experiments.active
+        variant = await asyncio.to_thread(self.experiments.assign, user_id) if running else None
+        page: Page = await self.rank((user_id, k, category, excluded, variant))
+        self.served_later(page, variant)
+        items = [self.item_out(r) for r in page.items]
+        request_id = uuid.uuid4().hex
+        if variant is not None:  # the exposure is durable before the client can act on it
+            shown = [i.item_id for i in items]
+            await asyncio.to_thread(self.experiments.expose, request_id, user_id, variant, shown)
+            if running is not None:
+                self.metrics.exposure(running.id, variant)
         seconds = time.perf_counter() - started
         self.metrics.recommendation(seconds, zero_history=not page.has_history)
         log_request(
@@ -205,31 +248,35 @@ class Gateway(DemoRoutes):
         )
         return s.Recommendations(
             user_id=user_id,
-            request_id=uuid.uuid4().hex,
+            request_id=request_id,
             state_version=page.state_version,
-            items=[self.item_out(r) for r in page.items],
+            items=items,
+            variant=variant,
+            experiment=running.id if running and variant else None,
         )
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
-    async def rank(self, requests: list[tuple[str, int, list[str] | None, list[str]]]) -> list[Page]:
+    async def rank(
+        self, requests: list[tuple[str, int, list[str] | None, list[str], str | None]]
+    ) -> list[Page]:
         """Rank a batch of concurrent requests in one worker-thread call."""
 
         def recommend() -> list[Page]:
-            engine = self.engine.engine
             return [
-                engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
-                for user, k, categories, exclude in requests
+                self.experiments.engine(variant).recommend(
+                    user, k, include_categories=categories, exclude_item_ids=exclude
+                )
+                for user, k, categories, exclude, variant in requests
             ]
 
         result: list[Page] = await self.engine(recommend)
         return result
 
-    def served_later(self, page: Page) -> None:
+    def served_later(self, page: Page, variant: str | None = None) -> None:
         """Count the page for the journey policy and promotion caps after responding."""
         # Not under the engine lock: this write (an fsync) must not hold up the next page.
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.engine.engine.record_served, page)
-        )
+        engine = self.experiments.engine(variant, sync=False)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(engine.record_served, page))
         self._background.add(task)
         task.add_done_callback(self._background_done)
 
@@ -319,6 +366,29 @@ class Gateway(DemoRoutes):
         if not await self.engine(self.engine.engine.delete_promotion, promotion_id):
             raise HTTPException(404, detail=f"promotion_id {promotion_id!r} does not exist")
         return {"promotion_id": promotion_id, "deleted": True}
+
+    # ------------------------------------------------------------------ experiments
+    @api.get("/v1/experiments", tags=["experiments"])
+    async def list_experiments(self) -> dict[str, Any]:
+        """The configured experiments; ``running`` is the one that assigns users now."""
+        active = self.experiments.active
+        return {
+            "experiments": [
+                {"id": e.id, "running": e is active, "variants": [v.name for v in e.variants]}
+                for e in self.experiments.experiments.values()
+            ]
+        }
+
+    @api.get("/v1/experiments/{experiment_id}/report", tags=["experiments"])
+    async def experiment_report(
+        self, experiment_id: str = Path(min_length=1, max_length=64)
+    ) -> dict[str, Any]:
+        """Per variant: exposures, click-through and conversion with 95% Wilson intervals, the
+        two-proportion z-test against the control (the first variant), and the current allocation."""
+        report = await asyncio.to_thread(self.experiments.report, experiment_id)
+        if report is None:
+            raise HTTPException(404, detail=f"experiment_id {experiment_id!r} is not configured")
+        return report
 
     # ------------------------------------------------------------------ health
     @api.get("/healthz", response_model=s.Health, tags=["health"])

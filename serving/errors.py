@@ -49,6 +49,7 @@ def to_incoming(event: EventIn, position: int, known_types: Collection[str]) -> 
         value=event.value,
         event_id=event.event_id,
         context=context,
+        request_id=event.request_id,
     )
 
 

@@ -82,6 +82,8 @@ class Recommendations(BaseModel):
     state_version: int
     items: list[RecommendedItem]
     variant: str | None = None
+    """The A/B variant that served the page (``None`` when no experiment runs)."""
+    experiment: str | None = None
 
 
 class SimilarItems(BaseModel):

@@ -50,6 +50,8 @@ class IncomingEvent:
     value: float | None = None
     event_id: str | None = None
     context: dict[str, Any] | None = None
+    request_id: str | None = None
+    """The recommendation response this event acts on (A/B attribution); kept in the payload."""
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,8 @@ class Engine:
     def _ingest_one(self, incoming: IncomingEvent) -> Ack:
         event_id = incoming.event_id or uuid.uuid4().hex
         payload = dict(incoming.context or {})
+        if incoming.request_id:
+            payload["request_id"] = incoming.request_id
         stored = StoredEvent(
             event_id=event_id,
             user_id=incoming.user_id,

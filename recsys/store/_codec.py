@@ -80,6 +80,7 @@ def exposure_to_dict(exposure: Exposure) -> dict[str, Any]:
         "variant": exposure.variant,
         "item_ids": list(exposure.item_ids),
         "timestamp_ms": exposure.timestamp_ms,
+        "experiment": exposure.experiment,
     }
 
 
@@ -90,4 +91,5 @@ def exposure_from_dict(raw: dict[str, Any]) -> Exposure:
         variant=raw["variant"],
         item_ids=tuple(raw["item_ids"]),
         timestamp_ms=int(raw["timestamp_ms"]),
+        experiment=raw.get("experiment") or "",
     )

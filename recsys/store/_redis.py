@@ -8,7 +8,10 @@ settings at open and refuses anything weaker.
 Keys (all under ``prefix``, default ``wf:``): ``seq`` counter; ``ev`` hash seq -> event JSON; ``log``,
 ``u:<user>``, ``i:<item>`` sorted sets of seqs; ``eid`` hash event id -> seq; ``s:<user>`` state hash
 (``v`` version, ``d`` data, ``q`` seq, ``t`` updated at); ``users`` set; ``items``, ``camp``, ``ab``
-hashes of JSON documents; ``px:<user>`` promotion counters; ``abu:<user>`` the user's request ids.
+hashes of JSON documents; ``px:<user>`` promotion counters; ``abu:<user>`` the user's request ids;
+``abo:<request>`` set of outcomes attributed to an exposure; ``abc:<experiment>`` hash of counters
+(field ``variant \x1f counter``); ``abx:<user>`` hash experiment -> variant; ``aba`` hash experiment
+-> allocation JSON.
 Multi-key writes are Lua scripts (:mod:`recsys.store._redis_lua`), so a single server (not Redis
 Cluster) is required. Snapshot reads (``iter_states``) and ``replace_states`` are not atomic.
 """
@@ -72,6 +75,8 @@ class RedisStore:
         self._range_script = client.register_script(_redis_lua.RANGE)
         self._forget_script = client.register_script(_redis_lua.FORGET)
         self._exposure_script = client.register_script(_redis_lua.RECORD_EXPOSURE)
+        self._outcome_script = client.register_script(_redis_lua.RECORD_OUTCOME)
+        self._assign_script = client.register_script(_redis_lua.ASSIGN)
 
     @classmethod
     def from_url(
@@ -235,6 +240,7 @@ class RedisStore:
             self._k("px:" + user_id),
             self._k("abu:" + user_id),
             self._k("ab"),
+            self._k("abx:" + user_id),
         ]
         with self._guard("forgetting a user"):
             events, state = self._forget_script(
@@ -375,15 +381,51 @@ class RedisStore:
         return {_text(cid): int(count) for cid, count in counts.items()}
 
     def record_exposure(self, exposure: Exposure) -> bool:
-        keys = [self._k("ab"), self._k("abu:" + exposure.user_id)]
+        counters = self._k("abc:" + exposure.experiment) if exposure.experiment else ""
+        keys = [self._k("ab"), self._k("abu:" + exposure.user_id), counters]
         document = _codec.dumps(_codec.exposure_to_dict(exposure))
+        field = f"{exposure.variant}\x1fexposures"
         with self._guard("recording an exposure"):
-            return bool(self._exposure_script(keys=keys, args=[exposure.request_id, document]))
+            return bool(self._exposure_script(keys=keys, args=[exposure.request_id, document, field]))
 
     def get_exposure(self, request_id: str) -> Exposure | None:
         with self._guard("reading an exposure"):
             document = self._r.hget(self._k("ab"), request_id)
         return None if document is None else _codec.exposure_from_dict(_codec.loads(document, "exposure"))
+
+    def record_outcome(self, request_id: str, outcome: str) -> bool:
+        keys = [self._k("ab"), self._k("abo:" + request_id)]
+        with self._guard("recording an outcome"):
+            return bool(self._outcome_script(keys=keys, args=[self._p, request_id, outcome]))
+
+    def experiment_counts(self, experiment: str) -> dict[str, dict[str, int]]:
+        with self._guard("reading experiment counters"):
+            raw = self._r.hgetall(self._k("abc:" + experiment))
+        counts: dict[str, dict[str, int]] = {}
+        for field, count in sorted((_text(f), int(c)) for f, c in raw.items()):
+            variant, _, counter = field.rpartition("\x1f")
+            counts.setdefault(variant, {})[counter] = count
+        return counts
+
+    def assign_variant(self, experiment: str, user_id: str, variant: str) -> str:
+        with self._guard("assigning a variant"):
+            return _text(self._assign_script(keys=[self._k("abx:" + user_id)], args=[experiment, variant]))
+
+    def get_assignment(self, experiment: str, user_id: str) -> str | None:
+        with self._guard("reading an assignment"):
+            variant = self._r.hget(self._k("abx:" + user_id), experiment)
+        return None if variant is None else _text(variant)
+
+    def put_allocation(self, experiment: str, shares: Mapping[str, float]) -> None:
+        with self._guard("writing an allocation"):
+            self._r.hset(self._k("aba"), experiment, _codec.dumps(dict(shares)))
+
+    def get_allocation(self, experiment: str) -> dict[str, float] | None:
+        with self._guard("reading an allocation"):
+            document = self._r.hget(self._k("aba"), experiment)
+        if document is None:
+            return None
+        return {str(k): float(v) for k, v in _codec.loads(document, "allocation").items()}
 
 
 def _text(value: bytes | str) -> str:

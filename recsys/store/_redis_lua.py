@@ -69,7 +69,7 @@ return out
 
 FORGET = """
 -- KEYS: 1 user's events, 2 events, 3 log, 4 event ids, 5 state, 6 users, 7 promotion counters,
---       8 user's exposure ids, 9 exposures
+--       8 user's exposure ids, 9 exposures, 10 user's experiment assignments
 -- ARGV: 1 key prefix, 2 user id, 3 '1' to erase everything, '0' only the events
 local seqs = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, seq in ipairs(seqs) do
@@ -90,17 +90,46 @@ if ARGV[3] == '1' then
   redis.call('DEL', KEYS[7])
   for _, request in ipairs(redis.call('SMEMBERS', KEYS[8])) do
     redis.call('HDEL', KEYS[9], request)
+    redis.call('DEL', ARGV[1] .. 'abo:' .. request)
   end
   redis.call('DEL', KEYS[8])
+  redis.call('DEL', KEYS[10])
 end
 return {#seqs, state}
 """
 
 RECORD_EXPOSURE = """
--- KEYS: 1 exposures, 2 user's exposure ids.  ARGV: 1 request id, 2 json
+-- KEYS: 1 exposures, 2 user's exposure ids, 3 the experiment's counters ('' when none)
+-- ARGV: 1 request id, 2 json, 3 counter field (variant .. '\\31' .. 'exposures')
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
+  if KEYS[3] ~= '' then
+    redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+  end
   return 1
 end
 return 0
+"""
+
+RECORD_OUTCOME = """
+-- KEYS: 1 exposures, 2 the exposure's outcome marks.  ARGV: 1 key prefix, 2 request id, 3 outcome
+local doc = redis.call('HGET', KEYS[1], ARGV[2])
+if not doc then
+  return 0
+end
+if redis.call('SADD', KEYS[2], ARGV[3]) == 0 then
+  return 0
+end
+local exposure = cjson.decode(doc)
+local experiment = exposure['experiment']
+if experiment and experiment ~= '' then
+  redis.call('HINCRBY', ARGV[1] .. 'abc:' .. experiment, exposure['variant'] .. '\\31' .. ARGV[3], 1)
+end
+return 1
+"""
+
+ASSIGN = """
+-- KEYS: 1 the user's assignments.  ARGV: 1 experiment, 2 variant.  Returns the stored variant.
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
 """

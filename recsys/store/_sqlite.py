@@ -249,7 +249,13 @@ class SQLiteStore:
             events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
             state = conn.execute("DELETE FROM states WHERE user_id = ?", (user_id,)).rowcount > 0
             conn.execute("DELETE FROM promotion_exposures WHERE user_id = ?", (user_id,))
+            conn.execute(
+                "DELETE FROM ab_outcomes WHERE request_id IN "
+                "(SELECT request_id FROM exposures WHERE user_id = ?)",
+                (user_id,),
+            )
             conn.execute("DELETE FROM exposures WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM ab_assignments WHERE user_id = ?", (user_id,))
         return ForgetResult(events=events, state=state)
 
     # -- documents: items, campaigns, exposures -----------------------------------------------
@@ -341,13 +347,83 @@ class SQLiteStore:
                 "ON CONFLICT (request_id) DO NOTHING",
                 (exposure.request_id, exposure.user_id, document),
             )
-            return cursor.rowcount > 0
+            stored = cursor.rowcount > 0
+            if stored and exposure.experiment:
+                _count(conn, exposure.experiment, exposure.variant, "exposures")
+            return stored
 
     def get_exposure(self, request_id: str) -> Exposure | None:
         rows = self._db.read(
             "reading an exposure", "SELECT document FROM exposures WHERE request_id = ?", (request_id,)
         )
         return _codec.exposure_from_dict(_codec.loads(rows[0][0], "exposure")) if rows else None
+
+    def record_outcome(self, request_id: str, outcome: str) -> bool:
+        with self._db.transaction("recording an outcome") as conn:
+            row = conn.execute(
+                "SELECT document FROM exposures WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if row is None:
+                return False
+            cursor = conn.execute(
+                "INSERT INTO ab_outcomes (request_id, outcome) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (request_id, outcome),
+            )
+            if cursor.rowcount == 0:
+                return False
+            exposure = _codec.exposure_from_dict(_codec.loads(row[0], "exposure"))
+            if exposure.experiment:
+                _count(conn, exposure.experiment, exposure.variant, outcome)
+            return True
+
+    def experiment_counts(self, experiment: str) -> dict[str, dict[str, int]]:
+        rows = self._db.read(
+            "reading experiment counters",
+            "SELECT variant, counter, count FROM ab_counters WHERE experiment = ? ORDER BY variant, counter",
+            (experiment,),
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for variant, counter, count in rows:
+            counts.setdefault(variant, {})[counter] = int(count)
+        return counts
+
+    def assign_variant(self, experiment: str, user_id: str, variant: str) -> str:
+        with self._db.transaction("assigning a variant") as conn:
+            rows = conn.execute(
+                "INSERT INTO ab_assignments (experiment, user_id, variant) VALUES (?, ?, ?) "
+                "ON CONFLICT (experiment, user_id) DO UPDATE SET variant = variant RETURNING variant",
+                (experiment, user_id, variant),
+            ).fetchall()
+        return str(rows[0][0])
+
+    def get_assignment(self, experiment: str, user_id: str) -> str | None:
+        rows = self._db.read(
+            "reading an assignment",
+            "SELECT variant FROM ab_assignments WHERE experiment = ? AND user_id = ?",
+            (experiment, user_id),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def put_allocation(self, experiment: str, shares: Mapping[str, float]) -> None:
+        self._put_document("ab_allocations", "experiment", experiment, _codec.dumps(dict(shares)))
+
+    def get_allocation(self, experiment: str) -> dict[str, float] | None:
+        rows = self._db.read(
+            "reading an allocation",
+            "SELECT document FROM ab_allocations WHERE experiment = ?",
+            (experiment,),
+        )
+        if not rows:
+            return None
+        return {str(k): float(v) for k, v in _codec.loads(rows[0][0], "allocation").items()}
+
+
+def _count(conn: sqlite3.Connection, experiment: str, variant: str, counter: str) -> None:
+    conn.execute(
+        "INSERT INTO ab_counters (experiment, variant, counter, count) VALUES (?, ?, ?, 1) "
+        "ON CONFLICT (experiment, variant, counter) DO UPDATE SET count = count + 1",
+        (experiment, variant, counter),
+    )
 
 
 def _stored_event(row: Sequence[Any]) -> StoredEvent:

@@ -48,6 +48,20 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             request_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, document TEXT NOT NULL) WITHOUT ROWID""",
         "CREATE INDEX exposures_by_user ON exposures (user_id)",
     ),
+    (  # A/B testing: outcomes attributed to exposures, per-variant counters, assignments, allocations
+        """CREATE TABLE ab_outcomes (
+            request_id TEXT NOT NULL, outcome TEXT NOT NULL,
+            PRIMARY KEY (request_id, outcome)) WITHOUT ROWID""",
+        """CREATE TABLE ab_counters (
+            experiment TEXT NOT NULL, variant TEXT NOT NULL, counter TEXT NOT NULL, count INTEGER NOT NULL,
+            PRIMARY KEY (experiment, variant, counter)) WITHOUT ROWID""",
+        """CREATE TABLE ab_assignments (
+            experiment TEXT NOT NULL, user_id TEXT NOT NULL, variant TEXT NOT NULL,
+            PRIMARY KEY (experiment, user_id)) WITHOUT ROWID""",
+        "CREATE INDEX ab_assignments_by_user ON ab_assignments (user_id)",
+        """CREATE TABLE ab_allocations (
+            experiment TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID""",
+    ),
 )
 """Migration ``n`` takes the schema from ``user_version`` ``n`` to ``n + 1``; append, never edit."""
 

@@ -3,7 +3,8 @@
 A :class:`Store` is composed of five parts: an append-only :class:`EventLog`, a versioned
 :class:`StateStore` of opaque per-user state bytes, an :class:`ItemStore` of items added live, a
 :class:`PromotionStore` of campaigns and per-user exposure counters, and an :class:`ExposureStore`
-of A/B exposures for attribution. On top, :meth:`Store.append_and_update` appends an event *and*
+of A/B exposures (with attributed outcomes, per-variant counters, sticky assignments and traffic
+allocations). On top, :meth:`Store.append_and_update` appends an event *and*
 moves its user's state from version ``v`` to ``v + 1`` in one atomic step.
 
 Guarantees (both backends)
@@ -152,6 +153,8 @@ class Exposure:
     variant: str
     item_ids: tuple[str, ...]
     timestamp_ms: int
+    experiment: str = ""
+    """The experiment it belongs to; exposures with one are counted per (experiment, variant)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +299,30 @@ class ExposureStore(Protocol):
 
     def get_exposure(self, request_id: str) -> Exposure | None: ...
 
+    def record_outcome(self, request_id: str, outcome: str) -> bool:
+        """Count ``outcome`` (e.g. ``clicks``) once for the exposure, in its experiment's counters.
+
+        Marking the exposure and incrementing the ``(experiment, variant, outcome)`` counter are one
+        atomic step; ``False`` (nothing written) when the exposure is unknown or already has it.
+        """
+        ...
+
+    def experiment_counts(self, experiment: str) -> dict[str, dict[str, int]]:
+        """The experiment's counters: ``{variant: {"exposures": n, "clicks": n, ...}}``."""
+        ...
+
+    def assign_variant(self, experiment: str, user_id: str, variant: str) -> str:
+        """Keep the user's variant if they have one, else store ``variant``; the stored variant."""
+        ...
+
+    def get_assignment(self, experiment: str, user_id: str) -> str | None: ...
+
+    def put_allocation(self, experiment: str, shares: Mapping[str, float]) -> None:
+        """Store the experiment's current traffic shares for new users (Thompson sampling)."""
+        ...
+
+    def get_allocation(self, experiment: str) -> dict[str, float] | None: ...
+
 
 @runtime_checkable
 class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, Protocol):
@@ -324,7 +351,8 @@ class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, Prot
         ...
 
     def forget_user(self, user_id: str) -> ForgetResult:
-        """Erase everything about the user atomically: state, events, promotion counters, exposures."""
+        """Erase everything about the user atomically: state, events, promotion counters, exposures
+        (with their outcome marks) and experiment assignments; aggregate counters are kept."""
         ...
 
     def ping(self) -> None:

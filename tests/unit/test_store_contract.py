@@ -216,6 +216,39 @@ def test_ab_exposures(store: Store) -> None:
     assert store.get_exposure("req-1") == exposure and store.get_exposure("req-2") is None
 
 
+def test_ab_outcomes_counters_assignments_and_allocations(backend: Backend) -> None:
+    store, other = backend.open(), backend.open()  # two replicas on the same store
+    shown = [Exposure(f"r{n}", f"u{n}", "B" if n % 2 else "A", ("i1",), n, "exp") for n in range(5)]
+    assert all(store.record_exposure(e) for e in shown)
+    assert not other.record_exposure(shown[0])  # a repeated request id is not counted twice
+    assert store.get_exposure("r1") == shown[1]
+    store.record_exposure(Exposure("plain", "u9", "A", (), 9))  # no experiment: no counter
+    assert store.record_outcome("r1", "clicks") and not other.record_outcome("r1", "clicks")
+    assert other.record_outcome("r1", "conversions") and store.record_outcome("r2", "clicks")
+    assert not store.record_outcome("missing", "clicks") and store.record_outcome("plain", "clicks")
+    assert other.experiment_counts("exp") == {
+        "A": {"exposures": 3, "clicks": 1},
+        "B": {"exposures": 2, "clicks": 1, "conversions": 1},
+    }
+    assert store.experiment_counts("other") == {}
+
+    assert store.get_assignment("exp", "u1") is None
+    assert store.assign_variant("exp", "u1", "B") == "B"
+    assert other.assign_variant("exp", "u1", "A") == "B"  # sticky: the first assignment stays
+    assert other.get_assignment("exp", "u1") == "B" and store.get_assignment("exp2", "u1") is None
+
+    assert store.get_allocation("exp") is None
+    store.put_allocation("exp", {"A": 0.25, "B": 0.75})
+    other.put_allocation("exp", {"A": 0.5, "B": 0.5})
+    assert store.get_allocation("exp") == {"A": 0.5, "B": 0.5}
+
+    store.forget_user("u1")  # personal data goes, aggregate counters stay
+    assert store.get_exposure("r1") is None and store.get_assignment("exp", "u1") is None
+    assert store.experiment_counts("exp")["B"]["clicks"] == 1
+    store.record_exposure(Exposure("r1", "u1", "B", ("i1",), 1, "exp"))
+    assert store.record_outcome("r1", "clicks")  # its outcome marks were erased with it
+
+
 def concat(state: bytes | None, events: Sequence[StoredEvent]) -> bytes:
     """A fold that remembers the order of the events it saw."""
     return b",".join(([state] if state else []) + [s.event.event_id.encode() for s in events])
