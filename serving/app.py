@@ -45,6 +45,8 @@ from serving.logs import log_failure, log_request
 from serving.metrics import model_identity, serving_metrics
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
+REPLICA_HEADER = "X-Wayfinder-Replica"
+"""Response header naming the gateway replica that answered."""
 logger = logging.getLogger("wayfinder.serving")
 
 
@@ -169,6 +171,26 @@ install_error_handlers(api)
 api.include_router(demo_router)  # GET /demo, /v1/items, /v1/items/map, /v1/users/{id}/map
 
 
+class _ReplicaHeader:
+    """Pure ASGI middleware adding :data:`REPLICA_HEADER` to every response (one replica per process)."""
+
+    replica_id = b""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-wayfinder-replica", self.replica_id)]
+            await send(message)
+
+        await self.app(scope, receive, sending if scope["type"] == "http" else send)
+
+
+api.add_middleware(_ReplicaHeader)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
 @serve.ingress(api)
 class Gateway(DemoRoutes):
@@ -182,6 +204,7 @@ class Gateway(DemoRoutes):
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics = serving_metrics()
         self.metrics.model_loaded(*model_identity(self.config.bundle))
+        _ReplicaHeader.replica_id = serve.get_replica_context().replica_id.unique_id.encode()
 
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
