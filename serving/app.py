@@ -16,14 +16,16 @@ event (read-your-writes across replicas) and a restart loses nothing. Build the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Security
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
@@ -35,7 +37,9 @@ from recsys.ranking import RankedItem, RankerConfig
 from recsys.store import open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
+from serving.auth import AuthConfig, Authorizer, Guard
 from serving.errors import install_error_handlers, to_incoming
+from serving.privacy import PrivacyConfig
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 logger = logging.getLogger("wayfinder.serving")
@@ -55,15 +59,33 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys; none configured: open API")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="user-id pseudonymisation")
 
     def resolved(self) -> ServingArgs:
-        """Relative paths taken from the project root, so every replica finds the same files."""
+        """Relative paths taken from the project root, so every replica finds the same files, and the
+        keys file snapshotted (see :class:`~serving.auth.AuthConfig`)."""
         bundle = FilePath(self.bundle)
         url = self.store_url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             url = "sqlite:///" + str(PROJECT_ROOT / url.removeprefix("sqlite:///"))
         absolute = bundle if bundle.is_absolute() else PROJECT_ROOT / bundle
-        return self.model_copy(update={"bundle": str(absolute), "store_url": url})
+        return self.model_copy(
+            update={
+                "bundle": str(absolute),
+                "store_url": url,
+                "auth": self.auth.resolved(PROJECT_ROOT),
+            }
+        )
+
+    def with_privacy_key(self) -> ServingArgs:
+        """Resolved, with the pseudonymisation key filled in (a key file is created on first use)."""
+        config = self.resolved()
+        return config.model_copy(update={"privacy": config.privacy.resolved(config.store_url, PROJECT_ROOT)})
+
+    def pseudonymiser(self) -> Callable[[str], str]:
+        """The user-id map the gateway applies (for tools and tests that read the store directly)."""
+        return self.with_privacy_key().privacy.pseudonymiser()
 
 
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
@@ -123,6 +145,20 @@ api = FastAPI(
 install_error_handlers(api)
 
 
+def _replica_guard() -> Guard:
+    gateway: Any = serve.get_replica_context().servable_object
+    guard: Guard = gateway.guard
+    return guard
+
+
+_authorize = Authorizer(_replica_guard)
+
+
+def needs(scope: str) -> list[Any]:
+    """The route dependency that demands an API key with ``scope`` (``admin`` implies all)."""
+    return [Security(_authorize, scopes=[scope])]
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
 @serve.ingress(api)
 class Gateway:
@@ -132,30 +168,38 @@ class Gateway:
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
+        self.guard = Guard(self.config.auth)
+        self.pseudonym = self.config.privacy.pseudonymiser()  # every user id, before the engine
         self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------ events
-    @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
+    @api.post("/v1/events", response_model=s.EventsAck, tags=["events"], dependencies=needs("events:write"))
     async def post_events(self, body: s.EventIn | s.EventBatchIn) -> s.EventsAck:
         """One event or a batch; acknowledged only once durable. Answers with each state version."""
         events = body.events if isinstance(body, s.EventBatchIn) else [body]
         incoming = [
-            to_incoming(event, position, self.engine.engine.known_event_types)
+            dataclasses.replace(
+                to_incoming(event, position, self.engine.engine.known_event_types),
+                user_id=self.pseudonym(event.user_id),
+            )
             for position, event in enumerate(events)
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
         return s.EventsAck(
             acks=[
                 s.EventAck(
-                    user_id=a.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
+                    user_id=event.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
                 )
-                for a in acks
+                for event, a in zip(events, acks, strict=True)
             ]
         )
 
     # ------------------------------------------------------------------ recommendations
     @api.get(
-        "/v1/users/{user_id}/recommendations", response_model=s.Recommendations, tags=["recommendations"]
+        "/v1/users/{user_id}/recommendations",
+        response_model=s.Recommendations,
+        tags=["recommendations"],
+        dependencies=needs("recommendations:read"),
     )
     async def recommendations(
         self,
@@ -169,7 +213,7 @@ class Gateway:
         """The user's next page: score, provenance and explanation per item. Unknown users get the
         zero-history page; an acknowledged event shows in the very next call."""
         excluded = [x for x in (exclude or "").split(",") if x]
-        page: Page = await self.rank((user_id, k, category, excluded))
+        page: Page = await self.rank((self.pseudonym(user_id), k, category, excluded))
         self.served_later(page)
         return s.Recommendations(
             user_id=user_id,
@@ -216,7 +260,12 @@ class Gateway:
             categories=categories,
         )
 
-    @api.get("/v1/items/{item_id}/similar", response_model=s.SimilarItems, tags=["items"])
+    @api.get(
+        "/v1/items/{item_id}/similar",
+        response_model=s.SimilarItems,
+        tags=["items"],
+        dependencies=needs("recommendations:read"),
+    )
     async def similar(
         self,
         item_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH),
@@ -228,15 +277,17 @@ class Gateway:
             raise HTTPException(404, detail=f"item_id {item_id!r} is not known to the model")
         return s.SimilarItems(item_id=item_id, items=[self.item_out(r) for r in found])
 
-    @api.get("/v1/users/{user_id}/intent", tags=["recommendations"])
+    @api.get(
+        "/v1/users/{user_id}/intent", tags=["recommendations"], dependencies=needs("recommendations:read")
+    )
     async def intent(self, user_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)) -> dict[str, Any]:
         """Top interests (categories, tags, representative items, weights), confidence, drift and
         recent signals, as JSON for an AI agent's context."""
-        summary: dict[str, Any] = await self.engine(self.engine.engine.intent, user_id)
-        return summary
+        summary: dict[str, Any] = await self.engine(self.engine.engine.intent, self.pseudonym(user_id))
+        return summary | {"user_id": user_id}
 
     # ------------------------------------------------------------------ catalogue and users
-    @api.put("/v1/items/{item_id}", response_model=s.ItemOut, tags=["items"])
+    @api.put("/v1/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=needs("admin"))
     async def put_item(
         self, body: s.ItemIn, item_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> s.ItemOut:
@@ -247,16 +298,22 @@ class Gateway:
         created = await self.engine(self.engine.engine.put_item, record)
         return s.ItemOut(item_id=item_id, created=created, item_count=self.engine.engine.n_items)
 
-    @api.delete("/v1/users/{user_id}", tags=["users"])
+    @api.delete("/v1/users/{user_id}", tags=["users"], dependencies=needs("admin"))
     async def forget_user(
         self, user_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> dict[str, Any]:
         """Forget a user: their state and every event they sent."""
-        result = await self.engine(self.engine.engine.forget, user_id)
+        result = await self.engine(self.engine.engine.forget, self.pseudonym(user_id))
         return {"user_id": user_id, "events_deleted": result.events, "state_deleted": result.state}
 
     # ------------------------------------------------------------------ promotions
-    @api.post("/v1/promotions", response_model=s.PromotionOut, status_code=201, tags=["promotions"])
+    @api.post(
+        "/v1/promotions",
+        response_model=s.PromotionOut,
+        status_code=201,
+        tags=["promotions"],
+        dependencies=needs("admin"),
+    )
     async def create_promotion(self, body: s.PromotionIn) -> s.PromotionOut:
         """Create or replace a campaign; shown only to users it is relevant enough to."""
         promotion_id = body.promotion_id or uuid.uuid4().hex[:12]
@@ -266,12 +323,12 @@ class Gateway:
         await self.engine(self.engine.engine.put_promotion, promotion_id, document)
         return s.PromotionOut.model_validate(body.model_dump() | {"promotion_id": promotion_id})
 
-    @api.get("/v1/promotions", tags=["promotions"])
+    @api.get("/v1/promotions", tags=["promotions"], dependencies=needs("admin"))
     async def list_promotions(self) -> dict[str, Any]:
         promotions = await self.engine(self.engine.engine.list_promotions)
         return {"promotions": list(promotions.values())}
 
-    @api.delete("/v1/promotions/{promotion_id}", tags=["promotions"])
+    @api.delete("/v1/promotions/{promotion_id}", tags=["promotions"], dependencies=needs("admin"))
     async def delete_promotion(
         self, promotion_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> dict[str, Any]:
@@ -296,7 +353,11 @@ class Gateway:
 
 def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     """The typed application builder: ``serve run serving.app:build_app bundle=...`` or the YAML."""
-    config = (args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)).resolved()
+    config = (args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)).with_privacy_key()
+    if not config.auth.configured:
+        logger.warning(
+            "serving WITHOUT API keys: the HTTP API is open (set auth.keys_file; see README Security)"
+        )
     raw = config.model_dump(mode="json")
     updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas).bind(raw)  # type: ignore[attr-defined]
     gateway = Gateway.options(num_replicas=config.gateway_replicas)  # type: ignore[attr-defined]
