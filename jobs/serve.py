@@ -45,7 +45,9 @@ def admin_key(args: argparse.Namespace, store_url: str) -> tuple[str | None, str
     from serving.app import PROJECT_ROOT
 
     keys_file = getattr(args, "keys_file", None)
-    if keys_file is None:
+    if keys_file is not None:
+        keys_file = str(Path(keys_file).resolve())  # a path typed on the command line is from the cwd
+    else:
         beside = (
             store_url.removeprefix("sqlite:///").split("?")[0] if store_url.startswith("sqlite:") else None
         )
@@ -104,7 +106,7 @@ def example_session(url: str, *, api_key: str | None = None, keys_file: str | No
         "Try:",
         f"  curl -s{auth} '{url}/v1/users/alice/recommendations?k=5'",
         f"  curl -s{auth} -X POST {url}/v1/events -H 'content-type: application/json' \\",
-        """    -d '{"user_id": "alice", "item_id": "1", "event_type": "like", "event_id": "alice-1"}'""",
+        """    -d '{"user_id": "alice", "item_id": "1", "event_type": "like", "event_id": "e-0001"}'""",
         f"  curl -s{auth} '{url}/v1/users/alice/recommendations?k=5'",
         f"  curl -s{auth} '{url}/v1/users/alice/intent'",
         f"  curl -s{auth} '{url}/v1/items/1/similar?k=5'",

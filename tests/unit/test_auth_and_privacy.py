@@ -153,3 +153,23 @@ def test_no_keys_means_open_with_a_warning(caplog: pytest.LogCaptureFixture) -> 
         guard = Guard(AuthConfig())
     assert guard.open and guard.check(None, ["admin"]) is None
     assert "OPEN" in caplog.text
+
+
+def test_serve_creates_an_admin_key_once_beside_the_store(tmp_path: Path) -> None:
+    import argparse
+
+    from jobs.serve import admin_key, example_session
+
+    args = argparse.Namespace(keys_file=None, no_auth=False)
+    store = f"sqlite:///{tmp_path}/out/store.db"
+    keys_file, raw = admin_key(args, store)
+    assert keys_file == str(tmp_path / "out" / "api-keys.json") and raw is not None
+    (record,) = read_keys(keys_file)
+    assert record.matches(raw) and record.scopes == ("admin",)
+    assert admin_key(args, store) == (keys_file, None)  # second start: the file has a key, none printed
+    session = example_session("http://h:1", api_key=raw, keys_file=keys_file)
+    assert raw in session and "Authorization: Bearer $WAYFINDER_KEY" in session
+    later = example_session("http://h:1", keys_file=keys_file)
+    assert "wf_" not in later and "Authorization: Bearer" in later
+    assert admin_key(argparse.Namespace(keys_file=None, no_auth=True), store) == (None, None)
+    assert "WARNING" in example_session("http://h:1")
