@@ -23,14 +23,18 @@ from serving.api_keys import add_key, new_key
 from serving.auth import AuthConfig
 from tests.serving._app import serve_on_free_port, small_bundle
 
+pytest_plugins = ["tests._redis"]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
 MAX_EXAMPLES = int(os.environ.get("WAYFINDER_FUZZ_EXAMPLES", "30"))  # per operation; raise it for a deep run
 SEED = int(os.environ.get("WAYFINDER_FUZZ_SEED", "20261128"))
+STORE = os.environ.get("WAYFINDER_FUZZ_STORE", "sqlite")  # or redis, for a deep run against Redis
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str]]:
     from ray import serve
 
     from serving.app import ServingArgs, build_app
@@ -41,7 +45,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     add_key(root / "api-keys.json", record)
     args = ServingArgs(
         bundle=str(bundle),
-        store_url=f"sqlite:///{root}/store.db",
+        store_url=(
+            f"{request.getfixturevalue('redis_server').url}?prefix=fuzz:&require_fsync=true"
+            if STORE == "redis"
+            else f"sqlite:///{root}/store.db"
+        ),
         auth=AuthConfig(keys_file=str(root / "api-keys.json")),
     )
     with serve_on_free_port() as url:
