@@ -15,6 +15,7 @@ from jobs import cli
 from recsys.store import open_store
 from serving.api_keys import add_key, new_key
 from serving.auth import AuthConfig
+from serving.privacy import PrivacyConfig
 from tests.serving._app import serve_on_free_port, small_bundle
 
 pytest_plugins = ["tests._redis"]
@@ -49,7 +50,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def serving_args(bundle: Path, store_url: str, keys_file: str) -> Any:
     from serving.app import ServingArgs
 
-    return ServingArgs(bundle=str(bundle), store_url=store_url, auth=AuthConfig(keys_file=keys_file))
+    privacy = PrivacyConfig()  # SQLite: the generated key goes beside the store; Redis: beside the keys
+    if store_url.startswith("redis"):
+        privacy = PrivacyConfig(key_file=str(Path(keys_file).parent / "wayfinder.hmac-key"))
+    return ServingArgs(
+        bundle=str(bundle), store_url=store_url, auth=AuthConfig(keys_file=keys_file), privacy=privacy
+    )
 
 
 @pytest.fixture(scope="module")

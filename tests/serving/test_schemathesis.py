@@ -21,6 +21,7 @@ import pytest
 
 from serving.api_keys import add_key, new_key
 from serving.auth import AuthConfig
+from serving.privacy import PrivacyConfig
 from tests.serving._app import serve_on_free_port, small_bundle
 
 pytest_plugins = ["tests._redis"]
@@ -51,6 +52,7 @@ def app(
             else f"sqlite:///{root}/store.db"
         ),
         auth=AuthConfig(keys_file=str(root / "api-keys.json")),
+        privacy=PrivacyConfig(key_file=str(root / "hmac.key")),
     )
     with serve_on_free_port() as url:
         serve.run(build_app(args), name="fuzz", route_prefix="/")
@@ -71,7 +73,8 @@ def test_no_generated_request_gets_a_server_error(app: tuple[str, str], tmp_path
         *("--request-timeout", "30", "--output-truncate", "false"),
         *("--report", "json", "--report-json-path", str(report)),
     ]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    # in tmp_path: schemathesis keeps a cache in its working directory
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     output = finished.stdout + finished.stderr
     assert finished.returncode == 0, output[-20_000:]
     summary: dict[str, Any] = json.loads(report.read_text())
