@@ -91,6 +91,7 @@ JOBS: tuple[tuple[str, str, str], ...] = (
     ("tune", "jobs.tune", "tune every family on Ray Tune, ensemble them, publish the champion model"),
     ("serve", "jobs.serve", "serve recommendations over HTTP with Ray Serve"),
     ("ab-replay", "jobs.ab_replay", "replay logged events through an experiment's variants offline"),
+    ("keys", "jobs.keys", "create, list and revoke API keys of the HTTP API (stored hashed)"),
 )
 """Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
 

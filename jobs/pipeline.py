@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-serve", action="store_true", help="stop after building the serving bundle")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port of the served app")
+    parser.add_argument("--no-auth", action="store_true", help="serve without API keys (an OPEN API)")
     add_address_argument(parser)
 
 
@@ -89,7 +90,12 @@ def run(args: argparse.Namespace) -> None:
         return
     _step(5, "serve")
     store = "sqlite:///" + out.child("store.db").uri
-    serve.run(_step_args(serve, ["--bundle", bundle, "--store", store, "--port", str(args.port), *address]))
+    no_auth = ["--no-auth"] if args.no_auth else []  # otherwise an admin key is created on first start
+    serve.run(
+        _step_args(
+            serve, ["--bundle", bundle, "--store", store, "--port", str(args.port), *address, *no_auth]
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,10 @@
 ``wayfinder serve --bundle out/bundle`` starts Ray (or joins ``--address``), deploys the app on
 ``http://HOST:PORT``, prints an example session, and serves until Ctrl-C (``--detach`` returns and
 leaves it running on the cluster). The same app runs from ``serve run serving/config.yaml``.
+
+On first start it creates an admin API key in the keys file beside the store (``--keys-file``),
+prints it once and uses it in the example session; later starts reuse the file (``--no-auth``
+serves an open API, for local experiments only).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from jobs.preprocess import add_address_argument
@@ -27,20 +32,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument("--replicas", type=int, default=1, help="gateway (ranker) replicas")
     parser.add_argument("--detach", action="store_true", help="deploy and return instead of serving here")
+    parser.add_argument("--keys-file", help="API keys file (default: api-keys.json beside the store)")
+    parser.add_argument("--no-auth", action="store_true", help="serve without API keys (an OPEN API)")
     add_address_argument(parser)
 
 
+def admin_key(args: argparse.Namespace, store_url: str) -> tuple[str | None, str | None]:
+    """(keys file, new admin key): the key is created, and returned, only when the file has none."""
+    if getattr(args, "no_auth", False):
+        return None, None
+    from serving.api_keys import add_key, new_key, read_keys
+    from serving.app import PROJECT_ROOT
+
+    keys_file = getattr(args, "keys_file", None)
+    if keys_file is not None:
+        keys_file = str(Path(keys_file).resolve())  # a path typed on the command line is from the cwd
+    else:
+        beside = (
+            store_url.removeprefix("sqlite:///").split("?")[0] if store_url.startswith("sqlite:") else None
+        )
+        keys_file = str(
+            Path(beside).parent / "api-keys.json" if beside else PROJECT_ROOT / "out/api-keys.json"
+        )
+    if read_keys(keys_file):
+        return keys_file, None
+    raw, record = new_key(["admin"], name="created by wayfinder serve")
+    add_key(keys_file, record)
+    return keys_file, raw
+
+
 def deploy(args: argparse.Namespace) -> str:
-    """Deploy the application; return its base URL."""
+    """Deploy the application; return its base URL (``args.api_key`` holds a newly created key)."""
     from ray import serve
 
     from jobs._ray import init_ray
     from serving.app import ServingArgs, build_app
+    from serving.auth import AuthConfig
 
     try:
-        config = ServingArgs(bundle=args.bundle, store_url=args.store, gateway_replicas=args.replicas)
+        config = ServingArgs(
+            bundle=args.bundle, store_url=args.store, gateway_replicas=args.replicas
+        ).resolved()
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
+    args.keys_file, args.api_key = admin_key(args, config.store_url)
+    if args.keys_file is not None:
+        config = config.model_copy(update={"auth": AuthConfig(keys_file=args.keys_file)})
     init_ray(args.address)
     quiet = {  # serve.start's reaches no replica; JSON lines, no access log (paths carry user ids)
         "encoding": "JSON",
@@ -55,26 +92,39 @@ def deploy(args: argparse.Namespace) -> str:
     return f"http://{args.host}:{args.port}"
 
 
-def example_session(url: str) -> str:
-    """curl lines a person can paste to try the API."""
-    return "\n".join(
-        [
-            f"Wayfinder is serving on {url}  (OpenAPI docs: {url}/docs)",
-            f"Demo page: {url}/demo",
-            "Try:",
-            f"  curl -s '{url}/v1/users/alice/recommendations?k=5'",
-            f"  curl -s -X POST {url}/v1/events -H 'content-type: application/json' \\",
-            """    -d '{"user_id": "alice", "item_id": "1", "event_type": "like", "event_id": "alice-1"}'""",
-            f"  curl -s '{url}/v1/users/alice/recommendations?k=5'",
-            f"  curl -s '{url}/v1/users/alice/intent'",
-            f"  curl -s '{url}/v1/items/1/similar?k=5'",
-        ]
-    )
+def example_session(url: str, *, api_key: str | None = None, keys_file: str | None = None) -> str:
+    """curl lines a person can paste to try the API (with the key, when there is one)."""
+    lines = [f"Wayfinder is serving on {url}  (OpenAPI docs: {url}/docs)"]
+    demo = f"{url}/demo"
+    auth = ""
+    if api_key is not None:
+        lines.append(f"New admin API key, shown only now (its hash is in {keys_file}):\n  {api_key}")
+        lines.append(f"  export WAYFINDER_KEY={api_key}")
+        demo += f"#key={api_key}"  # a fragment: the page reads it, it never reaches a server log
+    elif keys_file is not None:
+        lines.append(
+            f"API keys: {keys_file} (create one: wayfinder keys create --scopes admin --keys-file ...)"
+        )
+    else:
+        lines.append("WARNING: no API keys (--no-auth): anyone who can reach this port can use the API")
+    if keys_file is not None:
+        auth = ' -H "Authorization: Bearer $WAYFINDER_KEY"'
+    lines += [
+        f"Demo page: {demo}",
+        "Try:",
+        f"  curl -s{auth} '{url}/v1/users/alice/recommendations?k=5'",
+        f"  curl -s{auth} -X POST {url}/v1/events -H 'content-type: application/json' \\",
+        """    -d '{"user_id": "alice", "item_id": "1", "event_type": "like", "event_id": "e-0001"}'""",
+        f"  curl -s{auth} '{url}/v1/users/alice/recommendations?k=5'",
+        f"  curl -s{auth} '{url}/v1/users/alice/intent'",
+        f"  curl -s{auth} '{url}/v1/items/1/similar?k=5'",
+    ]
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> Any:
     url = deploy(args)
-    print(example_session(url), flush=True)
+    print(example_session(url, api_key=args.api_key, keys_file=args.keys_file), flush=True)
     if args.detach:
         return url
     print("Serving until Ctrl-C.", flush=True)

@@ -16,11 +16,13 @@ event (read-your-writes across replicas) and a restart loses nothing. Build the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -37,12 +39,14 @@ from recsys.ranking import RankedItem, RankerConfig
 from recsys.store import StoreError, open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
+from serving.auth import AuthConfig, Guard, needs
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming
 from serving.experiments import ExperimentRuntime, validate_experiments, variant_settings
 from serving.logs import log_failure, log_request
 from serving.metrics import model_identity, serving_metrics
+from serving.privacy import PrivacyConfig
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 REPLICA_HEADER = "X-Wayfinder-Replica"
@@ -64,6 +68,8 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys; none configured: open API")
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="user-id pseudonymisation")
     experiments: list[Experiment] = Field(
         default_factory=list, description="A/B/n experiments; at most one enabled (README: A/B testing)"
     )
@@ -74,13 +80,29 @@ class ServingArgs(BaseModel):
         return self
 
     def resolved(self) -> ServingArgs:
-        """Relative paths taken from the project root, so every replica finds the same files."""
+        """Relative paths taken from the project root, so every replica finds the same files, and the
+        keys file snapshotted (see :class:`~serving.auth.AuthConfig`)."""
         bundle = FilePath(self.bundle)
         url = self.store_url
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             url = "sqlite:///" + str(PROJECT_ROOT / url.removeprefix("sqlite:///"))
         absolute = bundle if bundle.is_absolute() else PROJECT_ROOT / bundle
-        return self.model_copy(update={"bundle": str(absolute), "store_url": url})
+        return self.model_copy(
+            update={
+                "bundle": str(absolute),
+                "store_url": url,
+                "auth": self.auth.resolved(PROJECT_ROOT),
+            }
+        )
+
+    def with_privacy_key(self) -> ServingArgs:
+        """Resolved, with the pseudonymisation key filled in (a key file is created on first use)."""
+        config = self.resolved()
+        return config.model_copy(update={"privacy": config.privacy.resolved(config.store_url, PROJECT_ROOT)})
+
+    def pseudonymiser(self) -> Callable[[str], str]:
+        """The user-id map the gateway applies (for tools and tests that read the store directly)."""
+        return self.with_privacy_key().privacy.pseudonymiser()
 
 
 def make_experiments(args: ServingArgs, main: Engine, *, with_scorers: bool = True) -> ExperimentRuntime:
@@ -200,6 +222,8 @@ class Gateway(DemoRoutes):
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
+        self.guard = Guard(self.config.auth)
+        self.pseudonym = self.config.privacy.pseudonymiser()  # every user id, before the engine
         self.experiments = make_experiments(self.config, self.engine.engine)
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics = serving_metrics()
@@ -207,12 +231,15 @@ class Gateway(DemoRoutes):
         _ReplicaHeader.replica_id = serve.get_replica_context().replica_id.unique_id.encode()
 
     # ------------------------------------------------------------------ events
-    @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
+    @api.post("/v1/events", response_model=s.EventsAck, tags=["events"], dependencies=needs("events:write"))
     async def post_events(self, body: s.EventIn | s.EventBatchIn) -> s.EventsAck:
         """One event or a batch; acknowledged only once durable. Answers with each state version."""
         events = body.events if isinstance(body, s.EventBatchIn) else [body]
         incoming = [
-            to_incoming(event, position, self.engine.engine.known_event_types)
+            dataclasses.replace(
+                to_incoming(event, position, self.engine.engine.known_event_types),
+                user_id=self.pseudonym(event.user_id),
+            )
             for position, event in enumerate(events)
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
@@ -225,15 +252,18 @@ class Gateway(DemoRoutes):
         return s.EventsAck(
             acks=[
                 s.EventAck(
-                    user_id=a.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
+                    user_id=event.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
                 )
-                for a in acks
+                for event, a in zip(events, acks, strict=True)
             ]
         )
 
     # ------------------------------------------------------------------ recommendations
     @api.get(
-        "/v1/users/{user_id}/recommendations", response_model=s.Recommendations, tags=["recommendations"]
+        "/v1/users/{user_id}/recommendations",
+        response_model=s.Recommendations,
+        tags=["recommendations"],
+        dependencies=needs("recommendations:read"),
     )
     async def recommendations(
         self,
@@ -248,22 +278,23 @@ class Gateway(DemoRoutes):
         zero-history page; an acknowledged event shows in the very next call."""
         started = time.perf_counter()
         excluded = [x for x in (exclude or "").split(",") if x]
+        uid = self.pseudonym(user_id)
         running = self.experiments.active
-        variant = await asyncio.to_thread(self.experiments.assign, user_id) if running else None
-        page: Page = await self.rank((user_id, k, category, excluded, variant))
+        variant = await asyncio.to_thread(self.experiments.assign, uid) if running else None
+        page: Page = await self.rank((uid, k, category, excluded, variant))
         self.served_later(page, variant)
         items = [self.item_out(r) for r in page.items]
         request_id = uuid.uuid4().hex
         if variant is not None:  # the exposure is durable before the client can act on it
             shown = [i.item_id for i in items]
-            await asyncio.to_thread(self.experiments.expose, request_id, user_id, variant, shown)
+            await asyncio.to_thread(self.experiments.expose, request_id, uid, variant, shown)
             if running is not None:
                 self.metrics.exposure(running.id, variant)
         seconds = time.perf_counter() - started
         self.metrics.recommendation(seconds, zero_history=not page.has_history)
         log_request(
             "recommendations",
-            user_id=user_id,
+            user_id=uid,
             k=k,
             items=len(page.items),
             zero_history=not page.has_history,
@@ -327,7 +358,12 @@ class Gateway(DemoRoutes):
             categories=categories,
         )
 
-    @api.get("/v1/items/{item_id}/similar", response_model=s.SimilarItems, tags=["items"])
+    @api.get(
+        "/v1/items/{item_id}/similar",
+        response_model=s.SimilarItems,
+        tags=["items"],
+        dependencies=needs("recommendations:read"),
+    )
     async def similar(
         self,
         item_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH),
@@ -339,15 +375,17 @@ class Gateway(DemoRoutes):
             raise HTTPException(404, detail=f"item_id {item_id!r} is not known to the model")
         return s.SimilarItems(item_id=item_id, items=[self.item_out(r) for r in found])
 
-    @api.get("/v1/users/{user_id}/intent", tags=["recommendations"])
+    @api.get(
+        "/v1/users/{user_id}/intent", tags=["recommendations"], dependencies=needs("recommendations:read")
+    )
     async def intent(self, user_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)) -> dict[str, Any]:
         """Top interests (categories, tags, representative items, weights), confidence, drift and
         recent signals, as JSON for an AI agent's context."""
-        summary: dict[str, Any] = await self.engine(self.engine.engine.intent, user_id)
-        return summary
+        summary: dict[str, Any] = await self.engine(self.engine.engine.intent, self.pseudonym(user_id))
+        return summary | {"user_id": user_id}
 
     # ------------------------------------------------------------------ catalogue and users
-    @api.put("/v1/items/{item_id}", response_model=s.ItemOut, tags=["items"])
+    @api.put("/v1/items/{item_id}", response_model=s.ItemOut, tags=["items"], dependencies=needs("admin"))
     async def put_item(
         self, body: s.ItemIn, item_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> s.ItemOut:
@@ -358,16 +396,22 @@ class Gateway(DemoRoutes):
         created = await self.engine(self.engine.engine.put_item, record)
         return s.ItemOut(item_id=item_id, created=created, item_count=self.engine.engine.n_items)
 
-    @api.delete("/v1/users/{user_id}", tags=["users"])
+    @api.delete("/v1/users/{user_id}", tags=["users"], dependencies=needs("admin"))
     async def forget_user(
         self, user_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> dict[str, Any]:
         """Forget a user: their state and every event they sent."""
-        result = await self.engine(self.engine.engine.forget, user_id)
+        result = await self.engine(self.engine.engine.forget, self.pseudonym(user_id))
         return {"user_id": user_id, "events_deleted": result.events, "state_deleted": result.state}
 
     # ------------------------------------------------------------------ promotions
-    @api.post("/v1/promotions", response_model=s.PromotionOut, status_code=201, tags=["promotions"])
+    @api.post(
+        "/v1/promotions",
+        response_model=s.PromotionOut,
+        status_code=201,
+        tags=["promotions"],
+        dependencies=needs("admin"),
+    )
     async def create_promotion(self, body: s.PromotionIn) -> s.PromotionOut:
         """Create or replace a campaign; shown only to users it is relevant enough to."""
         promotion_id = body.promotion_id or uuid.uuid4().hex[:12]
@@ -377,12 +421,12 @@ class Gateway(DemoRoutes):
         await self.engine(self.engine.engine.put_promotion, promotion_id, document)
         return s.PromotionOut.model_validate(body.model_dump() | {"promotion_id": promotion_id})
 
-    @api.get("/v1/promotions", tags=["promotions"])
+    @api.get("/v1/promotions", tags=["promotions"], dependencies=needs("admin"))
     async def list_promotions(self) -> dict[str, Any]:
         promotions = await self.engine(self.engine.engine.list_promotions)
         return {"promotions": list(promotions.values())}
 
-    @api.delete("/v1/promotions/{promotion_id}", tags=["promotions"])
+    @api.delete("/v1/promotions/{promotion_id}", tags=["promotions"], dependencies=needs("admin"))
     async def delete_promotion(
         self, promotion_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)
     ) -> dict[str, Any]:
@@ -391,7 +435,7 @@ class Gateway(DemoRoutes):
         return {"promotion_id": promotion_id, "deleted": True}
 
     # ------------------------------------------------------------------ experiments
-    @api.get("/v1/experiments", tags=["experiments"])
+    @api.get("/v1/experiments", tags=["experiments"], dependencies=needs("admin"))
     async def list_experiments(self) -> dict[str, Any]:
         """The configured experiments; ``running`` is the one that assigns users now."""
         active = self.experiments.active
@@ -402,7 +446,7 @@ class Gateway(DemoRoutes):
             ]
         }
 
-    @api.get("/v1/experiments/{experiment_id}/report", tags=["experiments"])
+    @api.get("/v1/experiments/{experiment_id}/report", tags=["experiments"], dependencies=needs("admin"))
     async def experiment_report(
         self, experiment_id: str = Path(min_length=1, max_length=64)
     ) -> dict[str, Any]:
@@ -430,7 +474,11 @@ class Gateway(DemoRoutes):
 
 def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     """The typed application builder: ``serve run serving.app:build_app bundle=...`` or the YAML."""
-    config = (args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)).resolved()
+    config = (args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)).with_privacy_key()
+    if not config.auth.configured:
+        logger.warning(
+            "serving WITHOUT API keys: the HTTP API is open (set auth.keys_file; see README Security)"
+        )
     raw = config.model_dump(mode="json")
     updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas).bind(raw)  # type: ignore[attr-defined]
     gateway = Gateway.options(num_replicas=config.gateway_replicas)  # type: ignore[attr-defined]

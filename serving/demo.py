@@ -27,6 +27,7 @@ from recsys.engine import Engine
 from recsys.engine.catalogue import Catalogue
 from recsys.engine.item_map import PlanarProjection, map_sample, primary_categories, user_map
 from serving import schemas as s
+from serving.auth import needs
 
 STATIC = FilePath(__file__).resolve().parent / "static"
 ASSETS = {"demo.js": "text/javascript", "demo.css": "text/css"}
@@ -168,6 +169,7 @@ class DemoRoutes:
     """Mixed into the ingress; ``self.engine`` is the gateway's locked engine."""
 
     engine: _Runner
+    pseudonym: Callable[[str], str]
     _demo_views: DemoViews | None = None
 
     def _views(self) -> DemoViews:
@@ -186,7 +188,9 @@ class DemoRoutes:
             raise HTTPException(404, detail=f"no demo asset {asset!r}")
         return FileResponse(STATIC / asset, media_type=ASSETS[asset])
 
-    @router.get("/v1/items", response_model=CatalogueOut, tags=["items"])
+    @router.get(
+        "/v1/items", response_model=CatalogueOut, tags=["items"], dependencies=needs("recommendations:read")
+    )
     async def catalogue(
         self,
         query: str = Query(
@@ -203,7 +207,9 @@ class DemoRoutes:
         )
         return result
 
-    @router.get("/v1/items/map", response_model=ItemMapOut, tags=["items"])
+    @router.get(
+        "/v1/items/map", response_model=ItemMapOut, tags=["items"], dependencies=needs("recommendations:read")
+    )
     async def item_map(
         self,
         max_points: int = Query(
@@ -215,10 +221,12 @@ class DemoRoutes:
         result: ItemMapOut = await self.engine(views.item_map, self.engine.engine, max_points)
         return result
 
-    @router.get("/v1/users/{user_id}/map", tags=["recommendations"])
+    @router.get(
+        "/v1/users/{user_id}/map", tags=["recommendations"], dependencies=needs("recommendations:read")
+    )
     async def user_map(self, user_id: str = Path(min_length=1, max_length=s.MAX_ID_LENGTH)) -> dict[str, Any]:
         """The user's profile (``position``), interests and recent signals on the item map; ``position``
         is null until an event gave them an interest."""
         views = self._views()
-        result: dict[str, Any] = await self.engine(views.user_map, self.engine.engine, user_id)
-        return result
+        found: dict[str, Any] = await self.engine(views.user_map, self.engine.engine, self.pseudonym(user_id))
+        return found | {"user_id": user_id}  # the store knows the pseudonym; the client its own id

@@ -20,7 +20,21 @@ MAX_TEXT_LENGTH = 10_000
 class EventIn(BaseModel):
     """One interaction event, in the schema of ``recsys/data/schema.py``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"user_id": "alice", "item_id": "1", "event_type": "like", "event_id": "alice-1"},
+                {
+                    "user_id": "bob",
+                    "item_id": "2",
+                    "event_type": "rating",
+                    "value": 4.5,
+                    "context": {"device": "tv"},
+                },
+            ]
+        },
+    )
 
     user_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="the acting user")
     item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, description="the item acted on")
@@ -94,7 +108,12 @@ class SimilarItems(BaseModel):
 class ItemIn(BaseModel):
     """An item's content; projected into the embedding space, so it is recommendable at once."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"title": "Trail shoes", "text": "light and grippy", "categories": ["outdoor"]}]
+        },
+    )
 
     title: str = Field(default="", max_length=1_000)
     text: str = Field(default="", max_length=MAX_TEXT_LENGTH)
@@ -112,7 +131,10 @@ class ItemOut(BaseModel):
 class PromotionIn(BaseModel):
     """A campaign: its items are blended into pages only where relevant enough to the user."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"item_ids": ["1", "2"], "relevance_floor": 0.2, "max_per_user": 2}]},
+    )
 
     promotion_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     item_ids: list[str] = Field(min_length=1, max_length=1_000)

@@ -18,6 +18,29 @@ const state = {
 const $ = (id) => document.getElementById(id);
 const api = (path) => new URL(path, document.baseURI).toString();
 
+// The API key: `wayfinder serve` prints the demo URL as .../demo#key=KEY. A fragment never reaches
+// a server or its logs; the page keeps the key for this tab only and takes it out of the address bar.
+const API_KEY = (() => {
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("key");
+  try {
+    if (fromHash) sessionStorage.setItem("wayfinder-key", fromHash);
+    return fromHash || sessionStorage.getItem("wayfinder-key") || "";
+  } catch { return fromHash || ""; }
+})();
+if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+
+function headers(extra = {}) {
+  return API_KEY ? { ...extra, authorization: `Bearer ${API_KEY}` } : extra;
+}
+
+async function failure(what, response) {
+  const text = await response.text();
+  if (response.status === 401) {
+    return new Error(`${what}: 401: this app needs an API key; open the demo URL that wayfinder serve printed (/demo#key=...)`);
+  }
+  return new Error(`${what}: ${response.status} ${text}`);
+}
+
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(props)) {
@@ -31,8 +54,8 @@ function el(tag, props = {}, ...children) {
 }
 
 async function getJSON(path) {
-  const response = await fetch(api(path));
-  if (!response.ok) throw new Error(`${path}: ${response.status} ${await response.text()}`);
+  const response = await fetch(api(path), { headers: headers() });
+  if (!response.ok) throw await failure(path, response);
   return response.json();
 }
 
@@ -82,9 +105,9 @@ async function sendEvent(itemId, title, eventType) {
       context: { source: "demo-page" },
     };
     const response = await fetch(api("v1/events"), {
-      method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
+      method: "POST", headers: headers({ "content-type": "application/json" }), body: JSON.stringify(body),
     });
-    if (!response.ok) throw new Error(`event: ${response.status} ${await response.text()}`);
+    if (!response.ok) throw await failure("event", response);
     const ack = (await response.json()).acks[0];
     state.mine.set(itemId, eventType);
     renderCatalogueMarks();

@@ -20,6 +20,8 @@ from recsys.data.storage import Location
 from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
 from recsys.engine import train_bundle
 from recsys.store import open_store
+from serving.api_keys import add_key, new_key
+from serving.auth import AuthConfig
 from tests._cluster import free_port
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
@@ -56,24 +58,62 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def url(bundle: Path, store_url: str) -> Iterator[str]:
+def demo_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A keys file holding one key with the scopes the page needs; ``(keys file, raw key)``."""
+    path = tmp_path_factory.mktemp("demo-keys") / "api-keys.json"
+    raw, record = new_key(["recommendations:read", "events:write"], name="demo", rate_per_s=100, burst=200)
+    add_key(path, record)
+    return str(path), raw
+
+
+@pytest.fixture(scope="module")
+def serving_args(bundle: Path, store_url: str, demo_key: tuple[str, str]) -> Any:
+    from serving.app import ServingArgs
+
+    return ServingArgs(bundle=str(bundle), store_url=store_url, auth=AuthConfig(keys_file=demo_key[0]))
+
+
+@pytest.fixture(scope="module")
+def url(serving_args: Any) -> Iterator[str]:
     from ray import serve
 
-    from serving.app import ServingArgs, build_app
+    from serving.app import build_app
 
     port = free_port()
     serve.start(
         http_options={"host": "127.0.0.1", "port": port},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
-    serve.run(build_app(ServingArgs(bundle=str(bundle), store_url=store_url)), name="demo", route_prefix="/")
+    serve.run(build_app(serving_args), name="demo", route_prefix="/")
     yield f"http://127.0.0.1:{port}"
     serve.delete("demo")
     serve.shutdown()
 
 
+@pytest.fixture(scope="module")
+def key(demo_key: tuple[str, str]) -> str:
+    return demo_key[1]
+
+
+KEY: dict[str, str] = {}
+
+
 def get(url: str, path: str, **params: Any) -> requests.Response:
-    return requests.get(f"{url}{path}", params=params, timeout=30)
+    return requests.get(f"{url}{path}", params=params, headers=KEY, timeout=30)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _authorised(key: str) -> Iterator[None]:
+    KEY["authorization"] = f"Bearer {key}"
+    yield
+    KEY.clear()
+
+
+def test_the_data_endpoints_need_a_key_and_the_page_does_not(url: str) -> None:
+    for path in ("/v1/items", "/v1/items/map", "/v1/users/someone/map"):
+        response = requests.get(f"{url}{path}", timeout=30)
+        assert response.status_code == 401, (path, response.text)
+    assert requests.get(f"{url}/demo", timeout=30).status_code == 200
 
 
 # ---------------------------------------------------------------------- the endpoints, over HTTP
@@ -165,7 +205,9 @@ def send(page: Any, card: str, event_type: str) -> str:
     return item
 
 
-def test_clicking_moves_recommendations_and_map_and_reaches_the_store(url: str, store_url: str) -> None:
+def test_clicking_moves_recommendations_and_map_and_reaches_the_store(
+    url: str, store_url: str, key: str, serving_args: Any
+) -> None:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian's chromium is not installed ({CHROMIUM}); apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
@@ -177,7 +219,7 @@ def test_clicking_moves_recommendations_and_map_and_reaches_the_store(url: str, 
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(f"{url}/demo?user={user}")
+            page.goto(f"{url}/demo?user={user}#key={key}")  # as `wayfinder serve` prints it
             page.wait_for_selector("body[data-ready='1']", timeout=60_000)
             assert page.input_value("#user-id") == user
             assert page.locator("#catalogue-grid .card").count() == 18
@@ -224,10 +266,12 @@ def test_clicking_moves_recommendations_and_map_and_reaches_the_store(url: str, 
             browser.close()
     assert not errors, errors
 
+    stored_as = serving_args.pseudonymiser()(user)  # the store only ever sees the pseudonym
     store = open_store(store_url)
     try:
-        logged = [(e.event.item_id, e.event.event_type) for e in store.events_for_user(user)]
-        sources = {e.event.payload.get("source") for e in store.events_for_user(user)}
+        logged = [(e.event.item_id, e.event.event_type) for e in store.events_for_user(stored_as)]
+        sources = {e.event.payload.get("source") for e in store.events_for_user(stored_as)}
+        assert not store.events_for_user(user)
     finally:
         store.close()
     assert logged == [(liked, "like"), (second_liked, "like"), (clicked, "click")]
