@@ -115,22 +115,41 @@ def config_from(args: argparse.Namespace) -> StreamIngestConfig:
 
 
 class UpdaterSink:
-    """The running app's ``EmbeddingUpdater.ingest`` through a Serve handle (durable on return)."""
+    """The running app's ``EmbeddingUpdater.ingest`` through a Serve handle (durable on return).
 
-    def __init__(self, app_name: str, *, timeout_s: float) -> None:
+    A call that fails for want of a replica (one died, the app is being updated, the call timed out)
+    is retried ``retries`` times with doubling waits: at least once is safe, as events are idempotent.
+    """
+
+    def __init__(self, app_name: str, *, timeout_s: float, retries: int = 5) -> None:
         from ray import serve
 
         self._handle = serve.get_deployment_handle("EmbeddingUpdater", app_name=app_name)
         self._timeout_s = timeout_s
+        self._retries = retries
 
     def __call__(self, events: Sequence[IncomingEvent]) -> list[Ack]:
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayActorError, RayTaskError
 
-        try:
-            acks: list[Ack] = self._handle.ingest.remote(list(events)).result(timeout_s=self._timeout_s)
-        except RayTaskError as exc:  # the updater raised for these events' content
-            raise SinkRejected(str(exc).strip().splitlines()[-1][:500]) from exc
-        return acks
+        for attempt in range(self._retries + 1):
+            try:
+                acks: list[Ack] = self._handle.ingest.remote(list(events)).result(timeout_s=self._timeout_s)
+            except RayTaskError as exc:
+                if isinstance(exc.cause, ValueError):  # refused for the events' content
+                    raise SinkRejected(f"{type(exc.cause).__name__}: {exc.cause}"[:500]) from exc
+                raise  # e.g. the store is down: stop, the entries stay pending
+            except (RayActorError, TimeoutError) as exc:
+                if attempt == self._retries:
+                    raise
+                wait = 2.0**attempt
+                print(
+                    f"[stream-ingest] updater call failed ({exc!r:.200}); retry in {wait:.0f} s",
+                    file=sys.stderr,
+                )
+                time.sleep(wait)
+            else:
+                return acks
+        raise AssertionError("unreachable")
 
 
 def progress_line(counts: Counts, lag: int, pending: int, rate: float) -> str:

@@ -275,3 +275,18 @@ def test_events_published_while_the_consumer_is_down_are_all_applied_after_resta
         client, ConsumerConfig(stream=stream, group="g", consumer="c1", dead_letter="-"), lambda e: [], ()
     ).backlog()
     assert (lag, pending) == (0, 0)
+
+
+def test_an_event_the_updater_refuses_is_dead_lettered_and_the_rest_of_its_batch_applied(app: App) -> None:
+    client, stream = app.client(), f"st-{uuid.uuid4().hex[:6]}"
+    good = make_events(app, 10, users=2, seed=4)
+    refused = dict(good[0]) | {b"event_id": b"nan-value", b"value": b"nan"}  # parses; the store refuses NaN
+    publish(client, stream, [*good[:5], refused, *good[5:]])
+    config = ingest_config(app, stream, "one")
+    counts = consume(build_consumer(config, UpdaterSink(APP, timeout_s=60)), config)
+    # the batch call applied the 5 events before the refused one, so resent one by one they are duplicates
+    assert (counts.applied, counts.duplicate, counts.dead_lettered) == (5, 5, 1)
+    ((_, dead),) = client.xrange(f"{stream}:dead")
+    assert dead[b"reason"] == b"rejected_by_updater" and b"value" in dead[b"message"]
+    assert dead[b"field:event_id"] == b"nan-value"
+    assert_each_applied_once(app.store(), good)
