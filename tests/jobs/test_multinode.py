@@ -216,3 +216,6 @@ def test_serve_on_both_nodes_shares_redis_state_and_survives_losing_the_worker_n
     wait_for(
         lambda: {a["node_id"] for a in replicas()} == {two_nodes.head_id}, 180, "replicas only on the head"
     )
+    print(  # shown with -s: how the loss of a node looked from the client
+        f"acknowledged {len(traffic.acked)} ({acked_at_kill} before the kill), failed {traffic.failed}"
+    )
