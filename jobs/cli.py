@@ -92,6 +92,7 @@ JOBS: tuple[tuple[str, str, str], ...] = (
     ("serve", "jobs.serve", "serve recommendations over HTTP with Ray Serve"),
     ("ab-replay", "jobs.ab_replay", "replay logged events through an experiment's variants offline"),
     ("keys", "jobs.keys", "create, list and revoke API keys of the HTTP API (stored hashed)"),
+    ("stream-ingest", "jobs.stream_ingest", "apply events from a Redis Stream, at least once"),
 )
 """Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
 

@@ -117,6 +117,18 @@ def make_experiments(args: ServingArgs, main: Engine, *, with_scorers: bool = Tr
     return ExperimentRuntime(args.experiments, open_store(args.store_url), main, variant_engine)
 
 
+async def attribute_fresh(
+    experiments: ExperimentRuntime, metrics: Any, incoming: list[IncomingEvent], acks: list[Ack]
+) -> None:
+    """A/B attribution of durable, first-seen events that name a response's ``request_id``."""
+    fresh = [e for e, a in zip(incoming, acks, strict=True) if e.request_id and a.status != "duplicate"]
+    if not fresh:
+        return
+    for counted in await asyncio.to_thread(experiments.attribute, fresh):
+        if counted.outcomes:
+            metrics.conversion(counted.experiment, counted.variant, counted.event_type)
+
+
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
     """One replica's engine over the bundle and the shared store."""
     if args.store_url.startswith("sqlite:///"):
@@ -159,10 +171,15 @@ class _Locked:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
 class EmbeddingUpdater:
-    """Applies events: each is durable (event + new state, atomically) before the call returns."""
+    """Applies events: each is durable (event + new state, atomically) before the call returns.
+
+    ``ingest`` takes events whose user ids the gateway already pseudonymised; ``ingest_external``
+    (the stream-ingestion job's entry) takes clients' raw ids and pseudonymises them here first.
+    """
 
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
+        self.pseudonym = config.privacy.pseudonymiser()
         self._engine = _Locked(make_engine(config, with_scorers=False))
         self.experiments = make_experiments(config, self._engine.engine, with_scorers=False)
         self.metrics = serving_metrics()
@@ -178,6 +195,13 @@ class EmbeddingUpdater:
             acks = await self._engine(self._engine.engine.ingest, events)
         self.metrics.embedding_update(time.perf_counter() - started)
         self.metrics.events_ingested((e.event_type, a.status) for e, a in zip(events, acks, strict=True))
+        return acks
+
+    async def ingest_external(self, events: list[IncomingEvent]) -> list[Ack]:
+        """Events with clients' own user ids (e.g. from a stream): pseudonymised, applied, attributed."""
+        incoming = [dataclasses.replace(e, user_id=self.pseudonym(e.user_id)) for e in events]
+        acks = await self.ingest(incoming)
+        await attribute_fresh(self.experiments, self.metrics, incoming, acks)
         return acks
 
     def check_health(self) -> None:
@@ -244,11 +268,7 @@ class Gateway(DemoRoutes):
         ]
         acks: list[Ack] = await self.updater.ingest.remote(incoming)
         log_request("events", events=len(acks), applied=sum(a.status == "applied" for a in acks))
-        fresh = [e for e, a in zip(incoming, acks, strict=True) if e.request_id and a.status != "duplicate"]
-        if fresh:  # A/B attribution of events that reference a response, once they are durable
-            for counted in await asyncio.to_thread(self.experiments.attribute, fresh):
-                if counted.outcomes:
-                    self.metrics.conversion(counted.experiment, counted.variant, counted.event_type)
+        await attribute_fresh(self.experiments, self.metrics, incoming, acks)
         return s.EventsAck(
             acks=[
                 s.EventAck(
