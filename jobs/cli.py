@@ -90,6 +90,7 @@ JOBS: tuple[tuple[str, str, str], ...] = (
     ("evaluate", "jobs.evaluate", "evaluate model families offline: metrics.json and report.html"),
     ("tune", "jobs.tune", "tune every family on Ray Tune, ensemble them, publish the champion model"),
     ("serve", "jobs.serve", "serve recommendations over HTTP with Ray Serve"),
+    ("retrain", "jobs.retrain", "retrain on the serving log; promote the challenger only if it wins"),
 )
 """Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
 

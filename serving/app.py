@@ -16,6 +16,8 @@ event (read-your-writes across replicas) and a restart loses nothing. Build the 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -31,7 +33,9 @@ from ray.serve.handle import DeploymentHandle
 
 from recsys.embeddings import UpdaterConfig
 from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
+from recsys.engine.versions import resolve_serving_bundle
 from recsys.ranking import RankedItem, RankerConfig
+from recsys.registry import code_version
 from recsys.store import open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
@@ -44,12 +48,17 @@ logger = logging.getLogger("wayfinder.serving")
 class ServingArgs(BaseModel):
     """Arguments of :func:`build_app` (the ``args`` of the Serve config's application)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     bundle: str = Field(description="serving bundle directory (wayfinder pipeline writes out/bundle)")
     store_url: str = Field(
         default="sqlite:///out/store.db",
         description="sqlite:///relative.db, sqlite:////absolute.db or redis://host:port/db",
+    )
+    model_version: str | None = Field(
+        default=None,
+        description="with a bundle registry as `bundle` (out/bundles): a version (v0002) or 'champion' "
+        "(the default); swapped in place through the deployments' user_config",
     )
     gateway_replicas: int = Field(default=1, ge=1)
     updater_replicas: int = Field(default=1, ge=1)
@@ -66,13 +75,22 @@ class ServingArgs(BaseModel):
         return self.model_copy(update={"bundle": str(absolute), "store_url": url})
 
 
+class ModelSwitch(BaseModel):
+    """The deployments' ``user_config``: which bundle version to serve (``serve deploy`` can set it)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_version: str | None = None
+
+
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
     """One replica's engine over the bundle and the shared store."""
     if args.store_url.startswith("sqlite:///"):
         FilePath(args.store_url.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(
             parents=True, exist_ok=True
         )
-    parts = load_bundle(args.bundle)
+    bundle, version = resolve_serving_bundle(args.bundle, args.model_version)
+    parts = load_bundle(bundle)
     return Engine(
         space=parts.space,
         item_ids=parts.item_ids,
@@ -81,7 +99,31 @@ def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
         featurizer=parts.featurizer,
         updater_config=args.updater,
         ranker_config=args.ranker,
+        model_version=version,
     )
+
+
+async def _swapped(
+    current: _Locked, args: ServingArgs, user_config: dict[str, Any], **kw: Any
+) -> _Locked | None:
+    """The engine for the bundle version ``user_config`` names, loaded off the event loop; ``None``
+    when it is the one already serving. Requests keep using ``current`` until the caller swaps."""
+    wanted = ModelSwitch.model_validate(user_config).model_version
+    if wanted is None and current.engine.model_version is None:
+        return None
+    _, version = await asyncio.to_thread(resolve_serving_bundle, args.bundle, wanted)
+    if version == current.engine.model_version:
+        return None
+    engine = await asyncio.to_thread(make_engine, args.model_copy(update={"model_version": version}), **kw)
+    logger.warning("model swap: %s -> %s", current.engine.model_version, version)
+    return _Locked(engine)
+
+
+def _replica() -> str | None:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:
+        return None
 
 
 class _Locked:
@@ -106,7 +148,14 @@ class EmbeddingUpdater:
 
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
+        self._config = config
         self._engine = _Locked(make_engine(config, with_scorers=False))
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve the bundle version ``user_config["model_version"]`` names (hot swap, in place)."""
+        swapped = await _swapped(self._engine, self._config, user_config, with_scorers=False)
+        if swapped is not None:
+            self._engine = swapped
 
     async def ingest(self, events: list[IncomingEvent]) -> list[Ack]:
         return await self._engine(self._engine.engine.ingest, events)
@@ -133,6 +182,14 @@ class Gateway:
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
         self._background: set[asyncio.Task[Any]] = set()
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve the bundle version ``user_config["model_version"]`` names: loaded in the background
+        while this replica keeps answering, then swapped in one assignment; user states follow
+        lazily (each is re-derived from its events on first touch, recsys.engine.rederive)."""
+        swapped = await _swapped(self.engine, self.config, user_config)
+        if swapped is not None:
+            self.engine = swapped
 
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
@@ -288,7 +345,11 @@ class Gateway:
     async def readyz(self) -> s.Health:
         """Ready when the model is loaded and the store answers."""
         await self.engine(self.engine.engine.ping)
-        return s.Health(status="ok", details={"items": self.engine.engine.n_items})
+        engine = self.engine.engine
+        return s.Health(
+            status="ok",
+            details={"items": engine.n_items, "model_version": engine.model_version, "replica": _replica()},
+        )
 
     def check_health(self) -> None:
         self.engine.engine.space.n_items  # noqa: B018
@@ -298,6 +359,17 @@ def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     """The typed application builder: ``serve run serving.app:build_app bundle=...`` or the YAML."""
     config = (args if isinstance(args, ServingArgs) else ServingArgs.model_validate(args)).resolved()
     raw = config.model_dump(mode="json")
-    updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas).bind(raw)  # type: ignore[attr-defined]
-    gateway = Gateway.options(num_replicas=config.gateway_replicas)  # type: ignore[attr-defined]
+    _, version = resolve_serving_bundle(config.bundle, config.model_version)
+    swap = {"user_config": {"model_version": version}, "version": _code_version(raw), "_internal": True}
+    updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas, **swap).bind(raw)  # type: ignore[attr-defined]
+    gateway = Gateway.options(num_replicas=config.gateway_replicas, **swap)  # type: ignore[attr-defined]
     return gateway.bind(updater, raw)
+
+
+def _code_version(raw: dict[str, Any]) -> str:
+    """Serve's deployment version: the code and every argument but the model version, so that
+    re-running the app with only another model version reconfigures the replicas in place (Serve
+    restarts replicas whose version changed, and otherwise only calls ``reconfigure``)."""
+    fixed = {key: value for key, value in raw.items() if key != "model_version"}
+    text = json.dumps({"args": fixed, "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
