@@ -3,6 +3,10 @@
 ``wayfinder serve --bundle out/bundle`` starts Ray (or joins ``--address``), deploys the app on
 ``http://HOST:PORT``, prints an example session, and serves until Ctrl-C (``--detach`` returns and
 leaves it running on the cluster). The same app runs from ``serve run serving/config.yaml``.
+
+With a bundle registry (``--bundle out/bundles``) it serves ``--model-version`` (default: the
+champion); ``--reload --address auto`` re-deploys onto the running app, so a version change only
+reaches the replicas' ``reconfigure`` (loaded in the background, swapped in place, no request lost).
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="HTTP port")
     parser.add_argument("--replicas", type=int, default=1, help="gateway (ranker) replicas")
     parser.add_argument("--detach", action="store_true", help="deploy and return instead of serving here")
+    parser.add_argument(
+        "--model-version", help="with a bundle registry as --bundle: a version (v0002) or champion (default)"
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="update the running app in place to --model-version / the current champion, then return",
+    )
     add_address_argument(parser)
 
 
@@ -38,7 +50,12 @@ def deploy(args: argparse.Namespace) -> str:
     from serving.app import ServingArgs, build_app
 
     try:
-        config = ServingArgs(bundle=args.bundle, store_url=args.store, gateway_replicas=args.replicas)
+        config = ServingArgs(
+            bundle=args.bundle,
+            store_url=args.store,
+            gateway_replicas=args.replicas,
+            model_version=getattr(args, "model_version", None),
+        )
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
     init_ray(args.address)
@@ -68,6 +85,12 @@ def example_session(url: str) -> str:
 
 def run(args: argparse.Namespace) -> Any:
     url = deploy(args)
+    if getattr(args, "reload", False):
+        from recsys.engine.versions import resolve_serving_bundle
+
+        _, version = resolve_serving_bundle(args.bundle, getattr(args, "model_version", None))
+        print(f"Reloaded: {url} serves bundle version {version or '(unversioned)'}", flush=True)
+        return url
     print(example_session(url), flush=True)
     if args.detach:
         return url
