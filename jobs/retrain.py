@@ -104,7 +104,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         registry.set_champion(first)
         _say(f"published {args.init_from} as {first}, the first champion")
     champion = registry.champion()
-    champion_settings = registry.manifest(champion)["bundle"] if champion else {}
+    champion_manifest = registry.manifest(champion) if champion else {}
+    champion_settings = champion_manifest.get("bundle") or {}
+    trained_through = int((champion_manifest.get("data") or {}).get("log_seq") or 0)
     space: dict[str, Any] = dict(champion_settings.get("space") or {"family": "als", "factors": 64})
     if args.smoke_test:
         space.update(SMOKE_SPACE)
@@ -119,7 +121,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         store.close()
     users = IdIndex.load(data / "ids" / "users.parquet")
     items = IdIndex.load(data / "ids" / "items.parquet")
-    split = holdout_split(fresh, items, holdout=args.holdout, min_history=args.min_history)
+    split = holdout_split(
+        fresh, items, holdout=args.holdout, min_history=args.min_history, newer_than=trained_through
+    )
     extra, counts = training_interactions(split.train, users, items)
     _say(
         f"{len(fresh):,} fresh events from {fresh['user_id'].nunique() if len(fresh) else 0:,} users; "
@@ -170,7 +174,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "delta": None if math.isnan(decision.delta) else decision.delta,
         "champion_now": registry.champion(),
-        "evaluation": {"users": len(split.users), "hidden_events": split.hidden, "holdout": args.holdout},
+        "evaluation": {
+            "users": len(split.users),
+            "hidden_events": split.hidden,
+            "holdout": args.holdout,
+            "newer_than_seq": trained_through,
+        },
         "fresh_events": counts,
         "log_seq": log_seq,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

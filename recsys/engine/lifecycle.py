@@ -7,7 +7,8 @@ The protocol (the same for champion and challenger, so their numbers compare):
    preprocessing does).
 2. **Hold-out** (:func:`holdout_split`): each log user with at least ``min_history + holdout``
    positive events on known items has their latest ``holdout`` positive events held out (everything
-   from the first held-out event on is hidden). The rest is their history.
+   from the first held-out event on is hidden), provided they are newer than the log sequence the
+   champion was trained through. The rest is their history.
 3. **Challenger** = the champion's bundle settings fitted on the original preprocessed interactions
    plus the fresh events that are *not* held out (:func:`training_interactions`; log users unknown
    to the data get new rows; events for items the data does not know are dropped and counted).
@@ -102,9 +103,14 @@ class HoldoutSplit:
 
 
 def holdout_split(
-    fresh: pd.DataFrame, known_items: IdIndex, *, holdout: int = 2, min_history: int = 2
+    fresh: pd.DataFrame, known_items: IdIndex, *, holdout: int = 2, min_history: int = 2, newer_than: int = 0
 ) -> HoldoutSplit:
-    """Hold out each log user's latest ``holdout`` positive events on known items (see module doc)."""
+    """Hold out each log user's latest ``holdout`` positive events on known items (see module doc).
+
+    Only events with a sequence above ``newer_than`` (the log sequence the champion was trained
+    through) may be held out, so the champion has never seen what it is scored on; a user whose
+    latest positives are older is not evaluated.
+    """
     if holdout < 1 or min_history < 1:
         raise ConfigError(f"holdout ({holdout}) and min_history ({min_history}) must be at least 1")
     if fresh.empty:
@@ -120,9 +126,10 @@ def holdout_split(
     ends = np.r_[starts[1:], len(ordered)]
     events = ordered["event"].to_numpy()
     items = ordered["item_id"].astype(str).to_numpy()
+    seqs = ordered["seq"].to_numpy()
     for start, end in zip(starts, ends, strict=True):
         rows = np.flatnonzero(positive[start:end]) + start
-        if len(rows) < min_history + holdout:
+        if len(rows) < min_history + holdout or seqs[rows[-holdout]] <= newer_than:
             continue
         first_hidden = int(rows[-holdout])
         user = str(users[start])

@@ -22,6 +22,8 @@ from recsys.data.storage import Location
 from recsys.engine import train_bundle
 from recsys.engine.versions import BundleRegistry
 from recsys.store import Event, open_store
+from tests._cluster import LocalCluster
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
@@ -107,11 +109,24 @@ def test_retrain_keeps_the_champion_under_an_unreachable_margin_and_promotes_a_w
     assert "[retrain] training the challenger" in printed and "-> promoted" in printed
 
 
-def test_retrain_without_promote_reports_and_leaves_the_pointer(world: dict[str, Path]) -> None:
+def test_only_events_newer_than_the_champion_are_held_out(world: dict[str, Path]) -> None:
     registry = BundleRegistry(world["root"] / "bundles")
     before = registry.champion()
+    trained_through = registry.manifest()["data"]["log_seq"]
+    items = IdIndex.load(world["data"] / "ids" / "items.parquet").ids
+    store = open_store(f"sqlite:///{world['store']}")
+    store.append_many(
+        [
+            Event(f"new-{user}-{n}", f"fresh-{user:03d}", items[user * 7 + n], "like", 1_900_000_000_000 + n)
+            for user in range(30)
+            for n in range(2)
+        ]
+    )
+    store.close()
     report = retrain(world, "--margin", "-1.0", "--metric", "recall@10", "--smoke-test")
-    assert report["outcome"] == "would_promote"
+    assert report["evaluation"]["newer_than_seq"] == trained_through
+    assert report["evaluation"]["users"] == 30  # only users with events the champion never saw
+    assert report["outcome"] == "would_promote"  # a win is reported, but without --promote
     assert registry.champion() == before
     assert report["challenger"]["version"] in registry.versions()
 
@@ -123,3 +138,24 @@ def test_retrain_rejects_an_unknown_metric(
                      "--store", f"sqlite:///{world['store']}", "--metric", "auc"])  # fmt: skip
     assert code == 2
     assert "--metric 'auc'" in capsys.readouterr().err
+
+
+def test_retrain_runs_under_ray_job_submit(world: dict[str, Path]) -> None:
+    bundles, report = world["root"] / "submitted", world["root"] / "submitted.json"
+    with LocalCluster(num_cpus=2) as cluster:
+        finished = cluster.submit(
+            "python", "-m", "jobs.retrain",
+            "--data", str(world["data"]),
+            "--bundles", str(bundles),
+            "--store", f"sqlite:///{world['store']}",
+            "--init-from", str(world["bundle"]),
+            "--promote", "--smoke-test",
+            "--report", str(report),
+            working_dir=REPO,
+        )  # fmt: skip
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    assert "[retrain] training the challenger" in finished.stdout
+    decision = json.loads(report.read_text())
+    assert decision["champion"]["version"] == "v0001"
+    assert decision["outcome"] in ("promoted", "kept_champion")
+    assert BundleRegistry(bundles).champion() == decision["champion_now"]

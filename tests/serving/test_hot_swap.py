@@ -1,9 +1,10 @@
 """Hot swap of the served bundle version under load, over HTTP, on a real Serve app and SQLite store.
 
 v1 and v2 are two versions of a bundle registry (different ALS spaces: 16 and 24 factors). The app
-serves v1; threads send recommendations and events without pause while ``serve.run`` is called
-again with ``model_version=v2`` (only the deployments' ``user_config`` changes, so Serve calls
-``reconfigure`` on the running replicas). Nothing may fail, the replica must be the same one, the
+serves v1 (``wayfinder serve --model-version v0001``); threads send recommendations and events
+without pause while v2 becomes the champion and ``wayfinder serve --reload`` runs ``serve.run``
+again (only the deployments' ``user_config`` changes, so Serve calls ``reconfigure`` on the running
+replicas). Nothing may fail, the replica must be the same one, the
 reported version must change, and a user's state must be re-derived from their events in v2's space.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from jobs import cli
 from recsys.data.ids import IdIndex
 from recsys.data.runner import SerialExecutor, preprocess
 from recsys.data.sources import parse_source
@@ -54,22 +56,18 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> BundleRegistry:
 def app(registry: BundleRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from serving.app import ServingArgs, build_app
-
     port = free_port()
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": port},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
-    )
     store_url = f"sqlite:///{tmp_path_factory.mktemp('store')}/store.db"
+    common = ["--bundle", str(registry.path), "--store", store_url, "--port", str(port)]
+    assert cli.main(["serve", *common, "--model-version", "v0001", "--detach"]) == 0
 
-    def deploy(version: str) -> None:
-        args = ServingArgs(bundle=str(registry.path), store_url=store_url, model_version=version)
-        serve.run(build_app(args), name="swap", route_prefix="/")
+    def promote_and_reload(version: str) -> None:
+        """What `wayfinder retrain --promote` then `wayfinder serve --reload` do."""
+        registry.set_champion(version)
+        assert cli.main(["serve", *common, "--reload"]) == 0
 
-    deploy("v0001")
-    yield {"url": f"http://127.0.0.1:{port}", "store_url": store_url, "deploy": deploy}
-    serve.delete("swap")
+    yield {"url": f"http://127.0.0.1:{port}", "store_url": store_url, "swap": promote_and_reload}
+    serve.delete("wayfinder")
     serve.shutdown()
 
 
@@ -150,7 +148,7 @@ def test_swap_under_load_fails_nothing_and_rederives_states(
     with Load(url, items) as load:
         time.sleep(3)
         swap_started = time.monotonic()
-        app["deploy"]("v0002")
+        app["swap"]("v0002")
         swap_done = time.monotonic()
         time.sleep(3)
 
@@ -159,6 +157,10 @@ def test_swap_under_load_fails_nothing_and_rederives_states(
     assert statuses and all(200 <= status < 300 for status in statuses), sorted(set(statuses))
     during = [r for r in load.results if swap_started <= r[0] <= swap_done]
     after = [r for r in load.results if r[0] > swap_done]
+    print(
+        f"[hot-swap] {len(load.results)} requests: {len(load.results) - len(during) - len(after)} before, "
+        f"{len(during)} during the {swap_done - swap_started:.1f} s swap, {len(after)} after"
+    )
     assert during and after, "the load must run through the swap and after it"
     after_swap = readyz(url)
     assert after_swap["model_version"] == "v0002"

@@ -161,6 +161,8 @@ def test_holdout_hides_the_latest_positives_and_everything_after() -> None:
     assert split.truth["a"] == ["i5", "i6"]  # purchase and view: the two latest positives
     assert [e.event_id for e in split.histories["a"]] == ["1", "2", "3", "4"]
     assert split.hidden == 2 and len(split.train) == 8
+    assert holdout_split(fresh, IdIndex(ITEMS), newer_than=4).users == ["a"]
+    assert holdout_split(fresh, IdIndex(ITEMS), newer_than=5).users == []  # i5 (seq 5) was seen
     rows, counts = training_interactions(split.train, IdIndex(["old", "x"]), IdIndex(ITEMS))
     assert counts == {"events": 8, "used": 7, "unknown_item": 1, "new_users": 2}
     assert sorted(set(rows["user_idx"])) == [0, 2, 3]  # old -> 0; a -> 2, b -> 3 after the 2 known
