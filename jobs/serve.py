@@ -12,6 +12,7 @@ reaches the replicas' ``reconfigure`` (loaded in the background, swapped in plac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -58,6 +59,11 @@ def deploy(args: argparse.Namespace) -> str:
         )
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
+    if getattr(args, "reload", False) and not (args.address or os.environ.get("RAY_ADDRESS")):
+        import ray
+
+        if not ray.is_initialized():
+            raise ConfigError("--reload updates a running app: pass --address (e.g. auto) or set RAY_ADDRESS")
     init_ray(args.address)
     quiet = {"enable_access_log": False, "log_level": "WARNING"}  # serve.start's reaches no replica
     serve.start(

@@ -10,6 +10,9 @@ durable step (``Store.append_and_update``: compare-and-set on the state version,
   ``pending_item``; when the item is added (``put_item``) its pending events are applied.
 * Items added live are projected from their content into the embedding space at once; other
   replicas pick them (and promotions) up on their next call (:meth:`Engine.sync`).
+* Each state records the bundle version it was computed in; an engine serving another version
+  re-derives it from the user's events on first touch (:mod:`recsys.engine.rederive`), so a model
+  swap needs no downtime and no bulk migration.
 * Showing a page updates journey and promotion counters (:meth:`Engine.record_served`); that write
   is best-effort and may run after the response.
 """
