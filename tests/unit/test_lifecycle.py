@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,17 @@ from recsys.errors import ArtifactError, ConfigError
 from recsys.store import Event, open_store
 from recsys.store.snapshot import replay, restore_snapshot, write_snapshot
 
+pytest_plugins = ["tests._redis"]
+
 ITEMS = [f"i{n}" for n in range(8)]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/store.db"
+    server = request.getfixturevalue("redis_server")
+    return f"{server.url}?prefix=lc-{uuid.uuid4().hex[:8]}:&require_fsync=true"
 
 
 def fake_bundle(directory: Path, marker: str) -> dict[str, object]:
@@ -83,8 +94,7 @@ def expected_state(engine_: Engine, store_url: str, user: str, version: str | No
     return UserState.from_bytes(fold(None, store.events_for_user(user)))
 
 
-def test_a_new_model_version_rederives_a_state_on_first_touch(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/store.db"
+def test_a_new_model_version_rederives_a_state_on_first_touch(url: str) -> None:
     old = engine(url, 4, 0, "v0001")
     events = [IncomingEvent("u", ITEMS[n], "like", 1_700_000_000.0 + n, event_id=f"e{n}") for n in range(3)]
     events.append(IncomingEvent("u", "unknown-item", "like", 1_700_000_010.0, event_id="pending"))
@@ -106,8 +116,7 @@ def test_a_new_model_version_rederives_a_state_on_first_touch(tmp_path: Path) ->
     assert old.state("u")[0] == expected_state(old, url, "u", "v0001")
 
 
-def test_snapshot_restore_then_replay_rebuilds_every_state(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/store.db"
+def test_snapshot_restore_then_replay_rebuilds_every_state(url: str, tmp_path: Path) -> None:
     live = engine(url, 4, 0, "v0001")
     live.ingest(
         [
