@@ -93,6 +93,7 @@ JOBS: tuple[tuple[str, str, str], ...] = (
     ("ab-replay", "jobs.ab_replay", "replay logged events through an experiment's variants offline"),
     ("keys", "jobs.keys", "create, list and revoke API keys of the HTTP API (stored hashed)"),
     ("stream-ingest", "jobs.stream_ingest", "apply events from a Redis Stream, at least once"),
+    ("retrain", "jobs.retrain", "retrain on the serving log; promote the challenger only if it wins"),
 )
 """Subcommands that are jobs: (name, module with add_arguments/run, one-line help)."""
 

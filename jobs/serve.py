@@ -7,11 +7,15 @@ leaves it running on the cluster). The same app runs from ``serve run serving/co
 On first start it creates an admin API key in the keys file beside the store (``--keys-file``),
 prints it once and uses it in the example session; later starts reuse the file (``--no-auth``
 serves an open API, for local experiments only).
+With a bundle registry (``--bundle out/bundles``) it serves ``--model-version`` (default: the
+champion); ``--reload --address auto`` re-deploys onto the running app, so a version change only
+reaches the replicas' ``reconfigure`` (loaded in the background, swapped in place, no request lost).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,6 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detach", action="store_true", help="deploy and return instead of serving here")
     parser.add_argument("--keys-file", help="API keys file (default: api-keys.json beside the store)")
     parser.add_argument("--no-auth", action="store_true", help="serve without API keys (an OPEN API)")
+    parser.add_argument(
+        "--model-version", help="with a bundle registry as --bundle: a version (v0002) or champion (default)"
+    )
+    parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="update the running app in place to --model-version / the current champion, then return",
+    )
     add_address_argument(parser)
 
 
@@ -71,10 +83,18 @@ def deploy(args: argparse.Namespace) -> str:
 
     try:
         config = ServingArgs(
-            bundle=args.bundle, store_url=args.store, gateway_replicas=args.replicas
+            bundle=args.bundle,
+            store_url=args.store,
+            gateway_replicas=args.replicas,
+            model_version=getattr(args, "model_version", None),
         ).resolved()
     except ValueError as exc:
         raise ConfigError(f"invalid serving settings: {exc}") from exc
+    if getattr(args, "reload", False) and not (args.address or os.environ.get("RAY_ADDRESS")):
+        import ray
+
+        if not ray.is_initialized():
+            raise ConfigError("--reload updates a running app: pass --address (e.g. auto) or set RAY_ADDRESS")
     args.keys_file, args.api_key = admin_key(args, config.store_url)
     if args.keys_file is not None:
         config = config.model_copy(update={"auth": AuthConfig(keys_file=args.keys_file)})
@@ -124,6 +144,12 @@ def example_session(url: str, *, api_key: str | None = None, keys_file: str | No
 
 def run(args: argparse.Namespace) -> Any:
     url = deploy(args)
+    if getattr(args, "reload", False):
+        from recsys.engine.versions import resolve_serving_bundle
+
+        _, version = resolve_serving_bundle(args.bundle, getattr(args, "model_version", None))
+        print(f"Reloaded: {url} serves bundle version {version or '(unversioned)'}", flush=True)
+        return url
     print(example_session(url, api_key=args.api_key, keys_file=args.keys_file), flush=True)
     if args.detach:
         return url

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import logging
 import math
 import threading
@@ -34,8 +36,10 @@ from ray.serve.handle import DeploymentHandle
 
 from recsys.embeddings import UpdaterConfig
 from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
+from recsys.engine.versions import resolve_serving_bundle
 from recsys.experiments import Experiment, Variant
 from recsys.ranking import RankedItem, RankerConfig
+from recsys.registry import code_version
 from recsys.store import StoreError, open_store
 from recsys.store.base import ItemRecord
 from serving import schemas as s
@@ -57,12 +61,17 @@ logger = logging.getLogger("wayfinder.serving")
 class ServingArgs(BaseModel):
     """Arguments of :func:`build_app` (the ``args`` of the Serve config's application)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     bundle: str = Field(description="serving bundle directory (wayfinder pipeline writes out/bundle)")
     store_url: str = Field(
         default="sqlite:///out/store.db",
         description="sqlite:///relative.db, sqlite:////absolute.db or redis://host:port/db",
+    )
+    model_version: str | None = Field(
+        default=None,
+        description="with a bundle registry as `bundle` (out/bundles): a version (v0002) or 'champion' "
+        "(the default); swapped in place through the deployments' user_config",
     )
     gateway_replicas: int = Field(default=1, ge=1)
     updater_replicas: int = Field(default=1, ge=1)
@@ -129,13 +138,22 @@ async def attribute_fresh(
             metrics.conversion(counted.experiment, counted.variant, counted.event_type)
 
 
+class ModelSwitch(BaseModel):
+    """The deployments' ``user_config``: which bundle version to serve (``serve deploy`` can set it)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_version: str | None = None
+
+
 def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
     """One replica's engine over the bundle and the shared store."""
     if args.store_url.startswith("sqlite:///"):
         FilePath(args.store_url.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(
             parents=True, exist_ok=True
         )
-    parts = load_bundle(args.bundle)
+    bundle, version = resolve_serving_bundle(args.bundle, args.model_version)
+    parts = load_bundle(bundle)
     return Engine(
         space=parts.space,
         item_ids=parts.item_ids,
@@ -144,7 +162,38 @@ def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
         featurizer=parts.featurizer,
         updater_config=args.updater,
         ranker_config=args.ranker,
+        model_version=version,
     )
+
+
+def serving_identity(args: ServingArgs) -> tuple[str, str]:
+    """``(model_version, fingerprint)`` of the bundle ``args`` serve (a registry's version, if any)."""
+    bundle, version = resolve_serving_bundle(args.bundle, args.model_version)
+    name, fingerprint = model_identity(bundle)
+    return version or name, fingerprint
+
+
+async def _swapped(
+    current: _Locked, args: ServingArgs, user_config: dict[str, Any], **kw: Any
+) -> _Locked | None:
+    """The engine for the bundle version ``user_config`` names, loaded off the event loop; ``None``
+    when it is the one already serving. Requests keep using ``current`` until the caller swaps."""
+    wanted = ModelSwitch.model_validate(user_config).model_version
+    if wanted is None and current.engine.model_version is None:
+        return None
+    _, version = await asyncio.to_thread(resolve_serving_bundle, args.bundle, wanted)
+    if version == current.engine.model_version:
+        return None
+    engine = await asyncio.to_thread(make_engine, args.model_copy(update={"model_version": version}), **kw)
+    logger.warning("model swap: %s -> %s", current.engine.model_version, version)
+    return _Locked(engine)
+
+
+def _replica() -> str | None:
+    try:
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:
+        return None
 
 
 class _Locked:
@@ -180,10 +229,20 @@ class EmbeddingUpdater:
     def __init__(self, args: dict[str, Any]) -> None:
         config = ServingArgs.model_validate(args)
         self.pseudonym = config.privacy.pseudonymiser()
+        self._config = config
         self._engine = _Locked(make_engine(config, with_scorers=False))
         self.experiments = make_experiments(config, self._engine.engine, with_scorers=False)
         self.metrics = serving_metrics()
-        self.metrics.model_loaded(*model_identity(config.bundle))
+        self.metrics.model_loaded(*serving_identity(config))
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve the bundle version ``user_config["model_version"]`` names (hot swap, in place)."""
+        swapped = await _swapped(self._engine, self._config, user_config, with_scorers=False)
+        if swapped is not None:
+            config = self._config.model_copy(update={"model_version": swapped.engine.model_version})
+            experiments = make_experiments(config, swapped.engine, with_scorers=False)
+            self._engine, self.experiments, self._config = swapped, experiments, config
+            self.metrics.model_loaded(*serving_identity(config))
 
     async def ingest(self, events: list[IncomingEvent]) -> list[Ack]:
         started = time.perf_counter()
@@ -242,6 +301,8 @@ api.add_middleware(_ReplicaHeader)
 class Gateway(DemoRoutes):
     """The HTTP API (``/v1``); ranks in this replica and forwards events to the updater."""
 
+    engine: _Locked
+
     def __init__(self, updater: DeploymentHandle, args: dict[str, Any]) -> None:
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
@@ -251,8 +312,19 @@ class Gateway(DemoRoutes):
         self.experiments = make_experiments(self.config, self.engine.engine)
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics = serving_metrics()
-        self.metrics.model_loaded(*model_identity(self.config.bundle))
+        self.metrics.model_loaded(*serving_identity(self.config))
         _ReplicaHeader.replica_id = serve.get_replica_context().replica_id.unique_id.encode()
+
+    async def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Serve the bundle version ``user_config["model_version"]`` names: loaded in the background
+        while this replica keeps answering, then swapped in one assignment; user states follow
+        lazily (each is re-derived from its events on first touch, recsys.engine.rederive)."""
+        swapped = await _swapped(self.engine, self.config, user_config)
+        if swapped is not None:  # the experiments' control engine is the main one: swap them together
+            config = self.config.model_copy(update={"model_version": swapped.engine.model_version})
+            experiments = make_experiments(config, swapped.engine)
+            self.engine, self.experiments, self.config = swapped, experiments, config
+            self.metrics.model_loaded(*serving_identity(config))
 
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"], dependencies=needs("events:write"))
@@ -486,7 +558,11 @@ class Gateway(DemoRoutes):
     async def readyz(self) -> s.Health:
         """Ready when the model is loaded and the store answers."""
         await self.engine(self.engine.engine.ping)
-        return s.Health(status="ok", details={"items": self.engine.engine.n_items})
+        engine = self.engine.engine
+        return s.Health(
+            status="ok",
+            details={"items": engine.n_items, "model_version": engine.model_version, "replica": _replica()},
+        )
 
     def check_health(self) -> None:
         self.engine.engine.space.n_items  # noqa: B018
@@ -500,6 +576,17 @@ def build_app(args: dict[str, Any] | ServingArgs) -> Application:
             "serving WITHOUT API keys: the HTTP API is open (set auth.keys_file; see README Security)"
         )
     raw = config.model_dump(mode="json")
-    updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas).bind(raw)  # type: ignore[attr-defined]
-    gateway = Gateway.options(num_replicas=config.gateway_replicas)  # type: ignore[attr-defined]
+    _, version = resolve_serving_bundle(config.bundle, config.model_version)
+    swap = {"user_config": {"model_version": version}, "version": _code_version(raw), "_internal": True}
+    updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas, **swap).bind(raw)  # type: ignore[attr-defined]
+    gateway = Gateway.options(num_replicas=config.gateway_replicas, **swap)  # type: ignore[attr-defined]
     return gateway.bind(updater, raw)
+
+
+def _code_version(raw: dict[str, Any]) -> str:
+    """Serve's deployment version: the code and every argument but the model version, so that
+    re-running the app with only another model version reconfigures the replicas in place (Serve
+    restarts replicas whose version changed, and otherwise only calls ``reconfigure``)."""
+    fixed = {key: value for key, value in raw.items() if key != "model_version"}
+    text = json.dumps({"args": fixed, "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

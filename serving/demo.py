@@ -87,12 +87,15 @@ class DemoViews:
 
     def __init__(self) -> None:
         self._projection: PlanarProjection | None = None
+        self._projected: object | None = None
         self._catalogue: tuple[str, int, Catalogue] | None = None
         self._maps: dict[tuple[str, int, int], ItemMapOut] = {}  # a page load asks for the same map
 
     def projection(self, engine: Engine) -> PlanarProjection:
-        if self._projection is None:
+        """Fitted once per space (a hot swap brings a new one)."""
+        if self._projection is None or self._projected is not engine.space:
             self._projection = PlanarProjection.fit(engine.space.unit)
+            self._projected = engine.space
         return self._projection
 
     def catalogue(self, engine: Engine) -> Catalogue:

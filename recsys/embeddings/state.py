@@ -98,6 +98,9 @@ class UserState:
     exposures: dict[str, int] = field(default_factory=dict)
     ls_confidence: dict[int, float] = field(default_factory=dict)
     ls_vector: np.ndarray | None = None
+    model_version: str | None = None
+    """The serving bundle version whose space the vectors live in (``None``: unversioned); a
+    state of another version is re-derived from the user's events (recsys.engine.rederive)."""
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ views
@@ -151,6 +154,7 @@ class UserState:
             "exposures": dict(self.exposures),
             "ls_confidence": [[item, value] for item, value in self.ls_confidence.items()],
             "ls_vector": None if self.ls_vector is None else encode_array(self.ls_vector),
+            "model_version": self.model_version,
         }
 
     @classmethod
@@ -188,6 +192,7 @@ class UserState:
                 exposures={str(k): int(v) for k, v in document["exposures"].items()},
                 ls_confidence={int(i): float(v) for i, v in document["ls_confidence"]},
                 ls_vector=None if document["ls_vector"] is None else decode_array(document["ls_vector"]),
+                model_version=document.get("model_version"),  # absent in states written before versioning
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"malformed user state document: {exc!r}") from exc

@@ -53,10 +53,13 @@ class BundleParts:
     manifest: dict[str, Any]
 
 
-def _interactions(data: Path) -> tuple[sp.csr_matrix, int, int]:
+def _interactions(data: Path, extra: pd.DataFrame | None = None) -> tuple[sp.csr_matrix, int, int]:
     frame = pd.read_parquet(data / "interactions", columns=["user_idx", "item_idx", "weight"])
     n_users = len(IdIndex.load(data / "ids" / "users.parquet"))
     n_items = len(IdIndex.load(data / "ids" / "items.parquet"))
+    if extra is not None and len(extra):  # fresh events (recsys.engine.lifecycle): new users get new rows
+        frame = pd.concat([frame, extra[["user_idx", "item_idx", "weight"]]], ignore_index=True)
+        n_users = max(n_users, int(extra["user_idx"].max()) + 1)
     matrix = sp.csr_matrix(
         (frame["weight"].to_numpy(np.float32), (frame["user_idx"].to_numpy(), frame["item_idx"].to_numpy())),
         shape=(n_users, n_items),
@@ -72,17 +75,20 @@ def train_bundle(
     space: dict[str, Any] | None = None,
     scorer: dict[str, Any] | None = DEFAULT_SCORER,
     sequence: SequenceConfig | None = SequenceConfig(),  # noqa: B008 - frozen, immutable default
+    extra: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Fit the space model and the item-item scorers on all preprocessed interactions; save a bundle.
 
     ``sequence=None`` leaves out the next-items and session-EASE scorers (and the stage prior is
-    still fitted when the interactions carry timestamps).
+    still fitted when the interactions carry timestamps). ``extra`` adds interactions (``user_idx``,
+    ``item_idx``, ``weight``; rows past the data's users are new users), e.g. the fresh events of the
+    serving log when retraining.
     """
     data, out = Path(data_dir), Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    matrix, n_users, n_items = _interactions(data)
+    matrix, n_users, n_items = _interactions(data, extra)
     popularity = np.asarray((matrix > 0).sum(axis=0), dtype=np.float32).ravel()
     np.save(out / "popularity.npy", popularity)
     space_params = dict(space or DEFAULT_SPACE)
@@ -110,6 +116,7 @@ def train_bundle(
         "users": n_users,
         "items": n_items,
         "interactions": int(matrix.nnz),
+        "extra_interactions": 0 if extra is None else len(extra),
         "data": str(data),
     }
     (out / "bundle.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))

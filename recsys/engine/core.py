@@ -10,6 +10,9 @@ durable step (``Store.append_and_update``: compare-and-set on the state version,
   ``pending_item``; when the item is added (``put_item``) its pending events are applied.
 * Items added live are projected from their content into the embedding space at once; other
   replicas pick them (and promotions) up on their next call (:meth:`Engine.sync`).
+* Each state records the bundle version it was computed in; an engine serving another version
+  re-derives it from the user's events on first touch (:mod:`recsys.engine.rederive`), so a model
+  swap needs no downtime and no bulk migration.
 * Showing a page updates journey and promotion counters (:meth:`Engine.record_served`); that write
   is best-effort and may run after the response.
 """
@@ -28,12 +31,14 @@ import pandas as pd
 from recsys.data.ids import IdIndex
 from recsys.embeddings import EmbeddingSpace, EmbeddingUpdater, UpdaterConfig, UserState
 from recsys.embeddings import Event as UpdateEvent
+from recsys.engine.rederive import state_fold
 from recsys.errors import ConfigError
 from recsys.features.items import ItemFeaturizer
 from recsys.ranking import Campaign, Filters, ItemItemScorer, RankedItem, Ranker, RankerConfig, RequestContext
 from recsys.store import ConflictError, Store
 from recsys.store.base import Event as StoredEvent
 from recsys.store.base import ForgetResult, ItemRecord
+from recsys.store.snapshot import replay_user
 
 AckStatus = Literal["applied", "duplicate", "pending_item"]
 MAX_RETRIES = 16
@@ -96,7 +101,10 @@ class Engine:
         updater_config: UpdaterConfig | None = None,
         ranker_config: RankerConfig | None = None,
         clock: Callable[[], float] = time.time,
+        model_version: str | None = None,
     ) -> None:
+        self.model_version = model_version
+        """The bundle version served; states of another version are re-derived on first touch."""
         self._store = store
         self._scorers = tuple(scorers)
         self._featurizer = featurizer
@@ -192,8 +200,22 @@ class Engine:
     def _read(self, user_id: str) -> tuple[UserState, int]:
         current = self._store.get_state(user_id)
         if current is None:
-            return UserState(user_id), 0
-        return UserState.from_bytes(current.data), current.version
+            return UserState(user_id, model_version=self.model_version), 0
+        state = UserState.from_bytes(current.data)
+        if state.model_version == self.model_version:
+            return state, current.version
+        return self._rederive(user_id)
+
+    def _rederive(self, user_id: str) -> tuple[UserState, int]:
+        """Rebuild a state of another model version from the user's events, in this space."""
+        fold = state_fold(self._updater, self.item_index, self.model_version)
+        redone = replay_user(self._store, user_id, fold, from_scratch=True)
+        if redone is None:  # deleted in between
+            return UserState(user_id, model_version=self.model_version), 0
+        state = UserState.from_bytes(redone.data)
+        if state.model_version != self.model_version:  # no events to fold: start blank in this space
+            state = UserState(user_id, model_version=self.model_version)
+        return state, redone.version
 
     def state(self, user_id: str) -> tuple[UserState, int]:
         """The user's state and its store version (a blank state at 0 for an unknown user)."""

@@ -13,6 +13,8 @@ from the user's whole history.
 
 ``fold(state, events) -> new_state`` receives the stored state bytes (``None`` from scratch or for a
 new user) and the user's events oldest first; it is the caller's (the embedding updater's) logic.
+The serving engine's fold is :func:`recsys.engine.rederive.state_fold`; the engine calls
+:func:`replay_user` lazily, on a user's first request after a model swap.
 """
 
 from __future__ import annotations

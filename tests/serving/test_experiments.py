@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -17,11 +18,14 @@ from recsys.data.storage import Location
 from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
 from recsys.engine import train_bundle
 from recsys.experiments import Experiment, assign
+from serving.privacy import PrivacyConfig
 from tests._cluster import free_port
 
 pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.usefixtures("ray_session")
 
+HMAC_KEY = secrets.token_hex(32)
+PSEUDONYM = PrivacyConfig(hmac_key=HMAC_KEY).pseudonymiser()
 EXPERIMENT = Experiment.model_validate(
     {
         "id": "explore-test",
@@ -76,7 +80,12 @@ def url(
     else:
         server = request.getfixturevalue("redis_server")
         store_url = f"{server.url}?prefix=ab-{uuid.uuid4().hex[:6]}:&require_fsync=true"
-    args = ServingArgs(bundle=str(bundle), store_url=store_url, experiments=[EXPERIMENT])
+    args = ServingArgs(
+        bundle=str(bundle),
+        store_url=store_url,
+        experiments=[EXPERIMENT],
+        privacy=PrivacyConfig(hmac_key=HMAC_KEY),
+    )
     serve.run(build_app(args), name="ab", route_prefix="/")
     yield f"http://127.0.0.1:{http_port}"
     serve.delete("ab")
@@ -106,7 +115,8 @@ def test_variants_are_sticky_and_events_are_attributed(url: str) -> None:
     pages = {user: page(url, user) for user in users}
     for user, body in pages.items():
         assert body["experiment"] == EXPERIMENT.id and len(body["request_id"]) == 32
-        assert body["variant"] == assign(EXPERIMENT, user)  # the documented hash, on every replica
+        # the documented hash of the user as the store knows them (their pseudonym), on every replica
+        assert body["variant"] == assign(EXPERIMENT, PSEUDONYM(user))
     variants = Counter(body["variant"] for body in pages.values())
     assert set(variants) == {"control", "explore"}
     again = {user: page(url, user) for user in users[:8]}  # sticky: same variant on the next call
