@@ -5,8 +5,13 @@ Shape, chosen for latency (every handle hop costs 5-9 ms here, see the Ray guide
 * ``Gateway`` is the ingress *and* the ranker: it loads the serving bundle once, reads the user's
   state from the shared store and ranks in the same replica (no hop on ``GET .../recommendations``),
   batching concurrent ranking calls with ``@serve.batch``.
-* ``EmbeddingUpdater`` applies events (``POST /v1/events``, one hop): it writes each event and the
-  user's new state to the store atomically before the gateway acknowledges.
+* ``POST /v1/events`` is applied in the gateway too (no hop): concurrent requests are batched with
+  ``@serve.batch`` and written in one worker-thread call, one durable commit per round of one event
+  per user (``Engine.ingest``), before any of them is acknowledged.
+* ``EmbeddingUpdater`` stays the handle-based entry for bulk ingestion
+  (``handle.ingest.remote(list_of_IncomingEvent)``), over the same store.
+* Pages are counted for the journey policy and promotion caps after answering, by a background
+  thread in batches, without an fsync (``Engine.served_later``).
 
 Both read and write the same durable store on every call, so any replica sees every acknowledged
 event (read-your-writes across replicas) and a restart loses nothing. Build the app with
@@ -21,9 +26,9 @@ import math
 import threading
 import uuid
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
@@ -55,6 +60,11 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    event_path: Literal["gateway", "updater"] = Field(
+        default="gateway",
+        description="where POST /v1/events is applied: in the gateway (no hop, batched; the faster, "
+        "see BENCHMARKS.md) or through a handle call to the EmbeddingUpdater deployment",
+    )
 
     def resolved(self) -> ServingArgs:
         """Relative paths taken from the project root, so every replica finds the same files."""
@@ -82,6 +92,11 @@ def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
         updater_config=args.updater,
         ranker_config=args.ranker,
     )
+
+
+def _json(model: BaseModel) -> Response:
+    """The model as a JSON response, serialised once (FastAPI would validate and encode it again)."""
+    return Response(content=model.model_dump_json(), media_type="application/json")
 
 
 class _Locked:
@@ -132,26 +147,52 @@ class Gateway:
         self.config = ServingArgs.model_validate(args)
         self.updater = updater
         self.engine = _Locked(make_engine(self.config))
-        self._background: set[asyncio.Task[Any]] = set()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.engine.close()  # write the served pages still queued
 
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"])
-    async def post_events(self, body: s.EventIn | s.EventBatchIn) -> s.EventsAck:
+    async def post_events(self, body: s.EventIn | s.EventBatchIn) -> Response:
         """One event or a batch; acknowledged only once durable. Answers with each state version."""
         events = body.events if isinstance(body, s.EventBatchIn) else [body]
         incoming = [
             to_incoming(event, position, self.engine.engine.known_event_types)
             for position, event in enumerate(events)
         ]
-        acks: list[Ack] = await self.updater.ingest.remote(incoming)
-        return s.EventsAck(
-            acks=[
-                s.EventAck(
-                    user_id=a.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
-                )
-                for a in acks
-            ]
+        if self.config.event_path == "updater":
+            acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        else:
+            acks = await self.ingest(incoming)
+        return _json(
+            s.EventsAck(
+                acks=[
+                    s.EventAck(
+                        user_id=a.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
+                    )
+                    for a in acks
+                ]
+            )
         )
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # batch what queued; never wait
+    async def ingest(self, requests: list[list[IncomingEvent]]) -> list[list[Ack]]:
+        """Apply concurrent requests' events in this replica: one worker-thread call (the fsync
+        off the event loop), durable before any of them returns."""
+
+        def apply() -> list[Ack]:
+            engine = self.engine.engine
+            engine.sync()
+            return engine.ingest([event for events in requests for event in events])
+
+        acks = await asyncio.to_thread(apply)
+        out, start = [], 0
+        for events in requests:
+            out.append(acks[start : start + len(events)])
+            start += len(events)
+        return out
 
     # ------------------------------------------------------------------ recommendations
     @api.get(
@@ -165,41 +206,31 @@ class Gateway:
         exclude: str | None = Query(
             None, max_length=20_000, description="comma-separated item ids to leave out"
         ),
-    ) -> s.Recommendations:
+    ) -> Response:
         """The user's next page: score, provenance and explanation per item. Unknown users get the
         zero-history page; an acknowledged event shows in the very next call."""
         excluded = [x for x in (exclude or "").split(",") if x]
         page: Page = await self.rank((user_id, k, category, excluded))
-        self.served_later(page)
-        return s.Recommendations(
-            user_id=user_id,
-            request_id=uuid.uuid4().hex,
-            state_version=page.state_version,
-            items=[self.item_out(r) for r in page.items],
+        self.engine.engine.served_later(page)  # counted after answering, by a background thread
+        return _json(
+            s.Recommendations(
+                user_id=user_id,
+                request_id=uuid.uuid4().hex,
+                state_version=page.state_version,
+                items=[self.item_out(r) for r in page.items],
+            )
         )
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
     async def rank(self, requests: list[tuple[str, int, list[str] | None, list[str]]]) -> list[Page]:
-        """Rank a batch of concurrent requests in one worker-thread call."""
-
-        def pages() -> list[Page]:
-            engine = self.engine.engine
-            return [
-                engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
-                for user, k, categories, exclude in requests
-            ]
-
-        result: list[Page] = await self.engine(pages)
-        return result
-
-    def served_later(self, page: Page) -> None:
-        """Count the page for the journey policy and promotion caps after responding."""
-        # Not under the engine lock: this write (an fsync) must not hold up the next page.
-        task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.engine.engine.record_served, page)
-        )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Rank a batch of concurrent requests right here: ranking is CPU-bound and runs on Serve's
+        user-code loop, so a worker-thread hop would only add a handover (measured: slower)."""
+        engine = self.engine.engine
+        engine.sync()
+        return [
+            engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
+            for user, k, categories, exclude in requests
+        ]
 
     def item_out(self, ranked: RankedItem) -> s.RecommendedItem:
         engine = self.engine.engine
