@@ -138,7 +138,16 @@ api = FastAPI(
 install_error_handlers(api)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
+# User code on the replica's own event loop: in a second thread (Serve's default) every CPU-bound
+# page fights the loop that talks to the proxy for the GIL (measured in BENCHMARKS.md).
+_SAME_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0, "runtime_env": _SAME_LOOP},
+    max_ongoing_requests=256,
+    health_check_period_s=10,
+)
 @serve.ingress(api)
 class Gateway:
     """The HTTP API (``/v1``); ranks in this replica and forwards events to the updater."""

@@ -142,7 +142,8 @@ class Engine:
         return index if index >= 0 else None
 
     def item_id(self, index: int) -> str:
-        return self._item_ids.ids[index] if index < len(self._item_ids) else str(index)
+        found = self._item_ids.to_ids([index])[0] if index < len(self._item_ids) else None
+        return found if found is not None else str(index)
 
     def sync(self) -> None:
         """Pick up items and promotions other replicas added (cheap when nothing changed)."""

@@ -215,8 +215,7 @@ class Ranker:
         near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
         near &= ~np.isin(positions, list(taken))
         fresh = near & ~np.isin(regions, list(touched))
-        candidates = fresh if fresh.any() else near
-        affinity = np.where(candidates, scored.affinity, -np.inf)
-        pool = top_indices(affinity, 4 * count)
-        return mmr(positions[pool], affinity[pool], self.space.unit, count, 0.5, regions=self.space.regions,
-                   max_per_region=1)  # fmt: skip
+        candidates = np.flatnonzero(fresh if fresh.any() else near)  # ascending: ties keep their order
+        pool = candidates[top_indices(scored.affinity[candidates], 4 * count)]
+        return mmr(positions[pool], scored.affinity[pool], self.space.unit, count, 0.5,
+                   regions=self.space.regions, max_per_region=1)  # fmt: skip
