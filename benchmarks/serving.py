@@ -7,12 +7,15 @@ Protocol of docs/benchmarks.md section 3, in one run on one local Ray cluster (2
 2. The in-process cost of the engine without HTTP: ``Engine.ingest`` (one event, SQLite store),
    ``Engine.recommend`` (k=10), the served-page write, the per-call sync, and the pure
    ``EmbeddingUpdater.apply`` / ``Ranker.recommend`` without any store.
-3. Ray Serve on a free loopback port, access log off, with two applications: the floor (one FastAPI
-   deployment, ``GET /floor/ping``, :mod:`benchmarks._trivial_app`) and Wayfinder (SQLite store in
-   the workdir). A load generator in a separate process (asyncio + aiohttp, one keep-alive connection
-   per client) sends a fixed number of requests per cell: trivial GET, GET recommendations (k=10, a
-   pool of 200 users, half with 20 events each), POST one event, at 1, 16 and 64 concurrent clients,
-   after a discarded warm-up. Cells are interleaved by concurrency (floor first) so each ratio
+3. Ray Serve on a free loopback port, access log off, with three applications: the floor (one
+   FastAPI deployment, ``GET /floor/ping``, :mod:`benchmarks._trivial_app`), Wayfinder (SQLite store
+   in the workdir; events applied in the gateway) and the same app at ``/hop`` with
+   ``event_path="updater"`` (events through the handle hop to the EmbeddingUpdater, its own store),
+   so both shapes of the event path are measured side by side. A load generator in a separate
+   process (asyncio + aiohttp, one keep-alive connection per client) sends a fixed number of
+   requests per cell: trivial GET, GET recommendations (k=10, a pool of 200 users, half with 20
+   events each), POST one event (both shapes), at 1, 16 and 64 concurrent clients, after a
+   discarded warm-up. Cells are interleaved by concurrency (floor first) so each ratio
    compares measurements taken moments apart.
 4. Read-your-writes: a like for a fresh user, then at once GET recommendations: the state version
    must have advanced and the liked item must be gone.
@@ -60,7 +63,10 @@ LOADGEN_TIMEOUT_S = 420
 FLOOR = "trivial GET /floor/ping"
 GET = "GET /v1/users/{u}/recommendations?k=10"
 POST = "POST /v1/events (1 event)"
-ENDPOINTS = (FLOOR, GET, POST)
+HOP = "POST /hop/v1/events (1 event, via the updater)"
+ENDPOINTS = (FLOOR, GET, POST, HOP)
+BATCH = 16
+"""Events per call of the in-process batched ``Engine.ingest`` (one user each, one commit)."""
 SEED_TYPES = ("view",) * 10 + ("click",) * 5 + ("like",) * 5
 POST_TYPES = ("view", "click", "like")
 
@@ -176,6 +182,21 @@ def measure_in_process(bundle: Path, workdir: Path, calls: int) -> dict[str, dic
     events = events[calls:]
     for event in events:
         engine.ingest([event])
+    batches = [
+        [
+            IncomingEvent(
+                user_id=warm[(i * BATCH + j) % len(warm)],
+                item_id=rng.choice(items),
+                event_type=rng.choice(SEED_TYPES),
+                timestamp=now + 100 + i * 1e-3,
+                event_id=f"inproc-batch-{i}-{j}",
+            )
+            for j in range(BATCH)
+        ]
+        for i in range(calls // BATCH + 1)
+    ]
+    log(f"in-process: Engine.ingest of {BATCH} events x {calls // BATCH}")
+    results[f"Engine.ingest x{BATCH}"] = _timed(lambda i: engine.ingest(batches[i]), calls // BATCH, warmup=0)
 
     log(f"in-process: Engine.recommend x {calls}")
     pages = []
@@ -255,6 +276,11 @@ def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, An
             logging_config=quiet,
         )
         lifecycle["Wayfinder app"] = time.perf_counter() - started
+        started = time.perf_counter()
+        hop_store = fresh_db(workdir / "serving-hop.db")
+        hop_args = ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{hop_store}", event_path="updater")
+        serve.run(build_app(hop_args), name="wayfinder-hop", route_prefix="/hop", logging_config=quiet)
+        lifecycle["Wayfinder app (events via the updater)"] = time.perf_counter() - started
         plan = {
             "base": f"http://127.0.0.1:{port}",
             "items": catalogue(bundle),
@@ -345,16 +371,16 @@ async def _loadgen(plan: dict[str, Any]) -> dict[str, Any]:
     def recommendations() -> tuple[str, str, Any]:
         return "GET", f"/v1/users/{rng.choice(users)}/recommendations?k=10", None
 
-    def event() -> tuple[str, str, Any]:
+    def event(prefix: str = "") -> tuple[str, str, Any]:
         body = {
             "user_id": rng.choice(post_users),
             "item_id": rng.choice(items),
             "event_type": rng.choice(POST_TYPES),
             "event_id": f"bench-{run}-{next(counter)}",
         }
-        return "POST", "/v1/events", body
+        return "POST", f"{prefix}/v1/events", body
 
-    makers = {FLOOR: floor, GET: recommendations, POST: event}
+    makers = {FLOOR: floor, GET: recommendations, POST: event, HOP: lambda: event("/hop")}
     timeout = aiohttp.ClientTimeout(total=30)
 
     def session(clients: int) -> aiohttp.ClientSession:
@@ -455,13 +481,17 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"`python -m benchmarks.serving`, {machine['cpus']} CPUs, {machine['memory_gib']:.0f} GiB, "
         f"Python {machine['python']}, ray {machine['ray']}. Protocol of docs/benchmarks.md section 3. "
-        "One local Ray cluster (`num_cpus=2`), Serve on a loopback port with the access log off, two "
+        "One local Ray cluster (`num_cpus=2`), Serve on a loopback port with the access log off, three "
         "applications deployed in the same run: the floor (one FastAPI deployment answering `GET /ping`, "
-        "same replica options as the Gateway: `num_cpus=0`, `max_ongoing_requests=256`) and Wayfinder "
+        "same replica options as the Gateway: `num_cpus=0`, `max_ongoing_requests=256`), Wayfinder "
         f"(bundle: ALS space + EASE scorer fitted on ml-latest-small, {machine['items']:,} items; SQLite "
-        "store, WAL, `synchronous=FULL`). The load generator is a separate process (asyncio + aiohttp, one "
-        "keep-alive connection per client) but **shares the same 2 cores** with Ray's proxy, the replicas "
-        "and the GCS, so every latency here is an upper bound and throughput a lower bound. "
+        "store, WAL, `synchronous=FULL`; the Gateway ranks and applies events in its own replica, "
+        "`@serve.batch` on both, one durable commit per batch of events) and, at `/hop`, the same app "
+        "with `event_path=updater` (each POST is a handle call to the EmbeddingUpdater deployment: the "
+        "other shape of the event path, its own SQLite file). The load generator is a separate process "
+        "(asyncio + aiohttp, one keep-alive connection per client) but **shares the same 2 cores** with "
+        "Ray's proxy, the replicas and the GCS, so every latency here is an upper bound and throughput a "
+        "lower bound. "
         f"Requests per cell: {sizes}, after a discarded warm-up on the same connections (at least {WARMUP} "
         "requests and one per client); cells interleaved by "
         "concurrency, floor first. GET users come from a pool of 200, half of them with "
@@ -508,8 +538,9 @@ def render(results: dict[str, Any]) -> str:
     ]
     what = {
         "Engine.ingest": "one event: state read, update, durable event + state write (fsync)",
-        "Engine.recommend": "k=10: state read from SQLite, decode, rank",
-        "Engine.record_served": "the served-page write each GET schedules after answering (fsync)",
+        f"Engine.ingest x{BATCH}": f"{BATCH} events of {BATCH} users in one call: one durable commit",
+        "Engine.recommend": "k=10: state + served counters read from SQLite, decode, rank",
+        "Engine.record_served": "the served-page counters a GET queues after answering (no fsync)",
         "Engine.sync": "runs before every engine call in a replica (campaigns + item count)",
         "UserState.from_bytes": "state decode (zlib + JSON)",
         "UserState.to_bytes": "state encode (JSON + zlib)",

@@ -5,8 +5,13 @@ Shape, chosen for latency (every handle hop costs 5-9 ms here, see the Ray guide
 * ``Gateway`` is the ingress *and* the ranker: it loads the serving bundle once, reads the user's
   state from the shared store and ranks in the same replica (no hop on ``GET .../recommendations``),
   batching concurrent ranking calls with ``@serve.batch``.
-* ``EmbeddingUpdater`` applies events (``POST /v1/events``, one hop): it writes each event and the
-  user's new state to the store atomically before the gateway acknowledges.
+* ``POST /v1/events`` is applied in the gateway too (no hop): concurrent requests are batched with
+  ``@serve.batch`` and written in one worker-thread call, one durable commit per round of one event
+  per user (``Engine.ingest``), before any of them is acknowledged.
+* ``EmbeddingUpdater`` stays the handle-based entry for bulk ingestion
+  (``handle.ingest.remote(list_of_IncomingEvent)``), over the same store.
+* Pages are counted for the journey policy and promotion caps after answering, by a background
+  thread in batches, without an fsync (``Engine.served_later``).
 
 Both read and write the same durable store on every call, so any replica sees every acknowledged
 event (read-your-writes across replicas) and a restart loses nothing. Build the app with
@@ -26,9 +31,9 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path as FilePath
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ray import serve
 from ray.serve import Application
@@ -77,6 +82,11 @@ class ServingArgs(BaseModel):
     updater_replicas: int = Field(default=1, ge=1)
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    event_path: Literal["gateway", "updater"] = Field(
+        default="gateway",
+        description="where POST /v1/events is applied: in the gateway (no hop, batched; the faster, "
+        "see BENCHMARKS.md) or through a handle call to the EmbeddingUpdater deployment",
+    )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys; none configured: open API")
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="user-id pseudonymisation")
     experiments: list[Experiment] = Field(
@@ -196,6 +206,11 @@ def _replica() -> str | None:
         return None
 
 
+def _json(model: BaseModel) -> Response:
+    """The model as a JSON response, serialised once (FastAPI would validate and encode it again)."""
+    return Response(content=model.model_dump_json(), media_type="application/json")
+
+
 class _Locked:
     """Runs engine calls in a worker thread, one at a time (the engine is not thread-safe)."""
 
@@ -296,7 +311,16 @@ class _ReplicaHeader:
 api.add_middleware(_ReplicaHeader)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=256, health_check_period_s=10)
+# User code on the replica's own event loop: in a second thread (Serve's default) every CPU-bound
+# page fights the loop that talks to the proxy for the GIL (measured in BENCHMARKS.md).
+_SAME_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0, "runtime_env": _SAME_LOOP},
+    max_ongoing_requests=256,
+    health_check_period_s=10,
+)
 @serve.ingress(api)
 class Gateway(DemoRoutes):
     """The HTTP API (``/v1``); ranks in this replica and forwards events to the updater."""
@@ -310,7 +334,6 @@ class Gateway(DemoRoutes):
         self.guard = Guard(self.config.auth)
         self.pseudonym = self.config.privacy.pseudonymiser()  # every user id, before the engine
         self.experiments = make_experiments(self.config, self.engine.engine)
-        self._background: set[asyncio.Task[Any]] = set()
         self.metrics = serving_metrics()
         self.metrics.model_loaded(*serving_identity(self.config))
         _ReplicaHeader.replica_id = serve.get_replica_context().replica_id.unique_id.encode()
@@ -326,9 +349,14 @@ class Gateway(DemoRoutes):
             self.engine, self.experiments, self.config = swapped, experiments, config
             self.metrics.model_loaded(*serving_identity(config))
 
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.engine.close()  # write the served pages still queued
+
     # ------------------------------------------------------------------ events
     @api.post("/v1/events", response_model=s.EventsAck, tags=["events"], dependencies=needs("events:write"))
-    async def post_events(self, body: s.EventIn | s.EventBatchIn) -> s.EventsAck:
+    async def post_events(self, body: s.EventIn | s.EventBatchIn) -> Response:
         """One event or a batch; acknowledged only once durable. Answers with each state version."""
         events = body.events if isinstance(body, s.EventBatchIn) else [body]
         incoming = [
@@ -338,17 +366,49 @@ class Gateway(DemoRoutes):
             )
             for position, event in enumerate(events)
         ]
-        acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        if self.config.event_path == "updater":
+            acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        else:
+            acks = await self.ingest(incoming)
         log_request("events", events=len(acks), applied=sum(a.status == "applied" for a in acks))
         await attribute_fresh(self.experiments, self.metrics, incoming, acks)
-        return s.EventsAck(
-            acks=[
-                s.EventAck(
-                    user_id=event.user_id, event_id=a.event_id, status=a.status, state_version=a.state_version
-                )
-                for event, a in zip(events, acks, strict=True)
-            ]
+        return _json(
+            s.EventsAck(
+                acks=[
+                    s.EventAck(
+                        user_id=event.user_id,
+                        event_id=a.event_id,
+                        status=a.status,
+                        state_version=a.state_version,
+                    )
+                    for event, a in zip(events, acks, strict=True)
+                ]
+            )
         )
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0)  # batch what queued; never wait
+    async def ingest(self, requests: list[list[IncomingEvent]]) -> list[list[Ack]]:
+        """Apply concurrent requests' events in this replica: one worker-thread call (the fsync
+        off the event loop), durable before any of them returns."""
+
+        flat = [event for events in requests for event in events]
+
+        def apply() -> list[Ack]:
+            if self.experiments.overrides_updates:  # each user's events through their variant's updater
+                return [self.experiments.engine_for_user(e.user_id).ingest([e])[0] for e in flat]
+            engine = self.engine.engine
+            engine.sync()
+            return engine.ingest(flat)
+
+        started = time.perf_counter()
+        acks = await asyncio.to_thread(apply)
+        self.metrics.embedding_update(time.perf_counter() - started)
+        self.metrics.events_ingested((e.event_type, a.status) for e, a in zip(flat, acks, strict=True))
+        out, start = [], 0
+        for events in requests:
+            out.append(acks[start : start + len(events)])
+            start += len(events)
+        return out
 
     # ------------------------------------------------------------------ recommendations
     @api.get(
@@ -365,7 +425,7 @@ class Gateway(DemoRoutes):
         exclude: str | None = Query(
             None, max_length=20_000, description="comma-separated item ids to leave out"
         ),
-    ) -> s.Recommendations:
+    ) -> Response:
         """The user's next page: score, provenance and explanation per item. Unknown users get the
         zero-history page; an acknowledged event shows in the very next call."""
         started = time.perf_counter()
@@ -392,48 +452,35 @@ class Gateway(DemoRoutes):
             zero_history=not page.has_history,
             latency_ms=round(seconds * 1000, 3),
         )
-        return s.Recommendations(
-            user_id=user_id,
-            request_id=request_id,
-            state_version=page.state_version,
-            items=items,
-            variant=variant,
-            experiment=running.id if running and variant else None,
+        return _json(
+            s.Recommendations(
+                user_id=user_id,
+                request_id=request_id,
+                state_version=page.state_version,
+                items=items,
+                variant=variant,
+                experiment=running.id if running and variant else None,
+            )
         )
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
     async def rank(
         self, requests: list[tuple[str, int, list[str] | None, list[str], str | None]]
     ) -> list[Page]:
-        """Rank a batch of concurrent requests in one worker-thread call."""
-
-        def recommend() -> list[Page]:
-            return [
-                self.experiments.engine(variant).recommend(
-                    user, k, include_categories=categories, exclude_item_ids=exclude
-                )
-                for user, k, categories, exclude, variant in requests
-            ]
-
-        result: list[Page] = await self.engine(recommend)
-        return result
+        """Rank a batch of concurrent requests right here: ranking is CPU-bound and runs on Serve's
+        user-code loop, so a worker-thread hop would only add a handover (measured: slower)."""
+        self.engine.engine.sync()
+        return [
+            self.experiments.engine(variant).recommend(
+                user, k, include_categories=categories, exclude_item_ids=exclude
+            )
+            for user, k, categories, exclude, variant in requests
+        ]
 
     def served_later(self, page: Page, variant: str | None = None) -> None:
-        """Count the page for the journey policy and promotion caps after responding."""
-        # Not under the engine lock: this write (an fsync) must not hold up the next page.
-        engine = self.experiments.engine(variant, sync=False)
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(engine.record_served, page))
-        self._background.add(task)
-        task.add_done_callback(self._background_done)
-
-    def _background_done(self, task: asyncio.Task[Any]) -> None:
-        self._background.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is None:
-            return
-        if isinstance(error, StoreError):
-            self.metrics.store_error("record_served", error)
-        log_failure("record_served", error)  # retrieved here: asyncio logs no traceback naming the user
+        """Count the page for the journey policy and promotion caps after answering (the engine's
+        background thread writes it, batched, without an fsync)."""
+        self.experiments.engine(variant, sync=False).served_later(page)
 
     def item_out(self, ranked: RankedItem) -> s.RecommendedItem:
         engine = self.engine.engine

@@ -15,10 +15,22 @@ durable step (``Store.append_and_update``: compare-and-set on the state version,
   swap needs no downtime and no bulk migration.
 * Showing a page updates journey and promotion counters (:meth:`Engine.record_served`); that write
   is best-effort and may run after the response.
+* Showing a page counts it for the journey policy and the promotion caps
+  (:meth:`Engine.record_served`, or :meth:`Engine.served_later` from a background thread). These
+  counters live beside the state (:class:`~recsys.store.JourneyStore`): cheap, best-effort writes
+  without an fsync that neither bump the state version nor race with events; each read overlays
+  them on the state (pages since the user's current signal count, exposures per campaign).
+* :meth:`Engine.ingest` writes a batch of events in rounds of one event per user, each round one
+  durable commit (``Store.append_and_update_many``); an event whose user another replica wrote
+  first is re-read and retried in the next round, behind nothing of its own user.
+
+Thread safety: ranking and ingesting may run in several threads at once; catalogue and promotion
+changes (``sync``, ``put_item``, promotions) take a lock and swap the ranker in one assignment.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -31,11 +43,12 @@ import pandas as pd
 from recsys.data.ids import IdIndex
 from recsys.embeddings import EmbeddingSpace, EmbeddingUpdater, UpdaterConfig, UserState
 from recsys.embeddings import Event as UpdateEvent
+from recsys.engine._served import ServedRecorder
 from recsys.engine.rederive import state_fold
 from recsys.errors import ConfigError
 from recsys.features.items import ItemFeaturizer
 from recsys.ranking import Campaign, Filters, ItemItemScorer, RankedItem, Ranker, RankerConfig, RequestContext
-from recsys.store import ConflictError, Store
+from recsys.store import ConflictError, ServedPage, StateUpdate, Store
 from recsys.store.base import Event as StoredEvent
 from recsys.store.base import ForgetResult, ItemRecord
 from recsys.store.snapshot import replay_user
@@ -69,13 +82,15 @@ class Ack:
 
 @dataclass(frozen=True)
 class Page:
-    """A recommendation page with the state version it was computed from."""
+    """A recommendation page with the state version (and signal count) it was computed from."""
 
     user_id: str
     state_version: int
     items: list[RankedItem]
     has_history: bool = False
     """Whether any event had moved the user (else the page is the zero-history one)."""
+    signals: int = 0
+    """The user's signal count when the page was ranked (journey counters key on it)."""
 
 
 class Engine:
@@ -115,6 +130,8 @@ class Engine:
         self._base_items = len(item_ids)
         self._campaigns: tuple[Campaign, ...] = ()
         self._synced: tuple[int, int] = (-1, 0)
+        self._lock = threading.RLock()
+        self._recorder: ServedRecorder | None = None
         self._install(space)
 
     # ------------------------------------------------------------------ model and catalogue
@@ -140,7 +157,8 @@ class Engine:
         return index if index >= 0 else None
 
     def item_id(self, index: int) -> str:
-        return self._item_ids.ids[index] if index < len(self._item_ids) else str(index)
+        found = self._item_ids.to_ids([index])[0] if index < len(self._item_ids) else None
+        return found if found is not None else str(index)
 
     def sync(self) -> None:
         """Pick up items and promotions other replicas added (cheap when nothing changed)."""
@@ -148,6 +166,10 @@ class Engine:
         marker = (self._store.count_items(), hash(repr(sorted(campaigns.items()))))
         if marker == self._synced:
             return
+        with self._lock:
+            self._sync(campaigns, marker)
+
+    def _sync(self, campaigns: dict[str, dict[str, Any]], marker: tuple[int, int]) -> None:
         records = [r for r in self._store.iter_items() if self.item_index(r.item_id) is None]
         if records:
             self._add_items(records)
@@ -157,6 +179,10 @@ class Engine:
 
     def put_item(self, record: ItemRecord) -> bool:
         """Store an item and make it recommendable now; apply events that waited for it."""
+        with self._lock:
+            return self._put_item(record)
+
+    def _put_item(self, record: ItemRecord) -> bool:
         created = self._store.put_item(record)
         index = self.item_index(record.item_id)
         if index is None:
@@ -193,8 +219,8 @@ class Engine:
             categories=[list(r.categories) for r in records],
             tags=[list(r.tags) for r in records],
         )
+        self._install(space)  # the space first: a reader that finds the id finds its vector
         self._item_ids.add([r.item_id for r in records])
-        self._install(space)
 
     # ------------------------------------------------------------------ state
     def _read(self, user_id: str) -> tuple[UserState, int]:
@@ -218,48 +244,67 @@ class Engine:
         return state, redone.version
 
     def state(self, user_id: str) -> tuple[UserState, int]:
-        """The user's state and its store version (a blank state at 0 for an unknown user)."""
-        return self._read(user_id)
+        """The user's state and its store version (a blank state at 0 for an unknown user), with
+        the served-page counters laid over it (journey stage and campaign exposures as of now)."""
+        state, version = self._read(user_id)
+        counts = self._store.served_counts(user_id)
+        state.pages_since_signal += counts.pages_at(state.n_signals)
+        for campaign, count in counts.exposures.items():
+            state.exposures[campaign] = state.exposures.get(campaign, 0) + count
+        return state, version
 
     # ------------------------------------------------------------------ events
     def ingest(self, events: Sequence[IncomingEvent]) -> list[Ack]:
-        """Apply events in order; each is durable before this returns."""
-        return [self._ingest_one(event) for event in events]
+        """Apply events in order (per user); each is durable before this returns.
 
-    def _ingest_one(self, incoming: IncomingEvent) -> Ack:
-        event_id = incoming.event_id or uuid.uuid4().hex
-        payload = dict(incoming.context or {})
-        if incoming.request_id:
-            payload["request_id"] = incoming.request_id
-        stored = StoredEvent(
-            event_id=event_id,
-            user_id=incoming.user_id,
-            item_id=incoming.item_id,
-            event_type=incoming.event_type,
-            timestamp_ms=round(incoming.timestamp * 1000),
-            value=incoming.value,
-            payload=payload,
-        )
-        index = self.item_index(incoming.item_id)
-        if index is None:
-            result = self._store.append(stored)
-            _, version = self._read(incoming.user_id)
-            return Ack(
-                incoming.user_id, event_id, "duplicate" if result.duplicate else "pending_item", version
-            )
-        update = UpdateEvent(
-            index, incoming.event_type, incoming.timestamp, incoming.value, event_id, _sentiment(payload)
-        )
-        for _ in range(MAX_RETRIES):
-            state, version = self._read(incoming.user_id)
-            state, _ = self._updater.apply(state, update)
-            try:
-                outcome = self._store.append_and_update(stored, state.to_bytes(), version)
-            except ConflictError:
-                continue  # another replica wrote this user first: re-read and re-apply
-            applied: AckStatus = "duplicate" if outcome.duplicate else "applied"
-            return Ack(incoming.user_id, event_id, applied, outcome.version)
-        raise ConflictError(incoming.user_id, version, -1)
+        Events of items the model knows go in rounds of one event per user, one durable commit per
+        round; events of unknown items are appended (one commit) and acknowledged ``pending_item``.
+        """
+        acks: list[Ack | None] = [None] * len(events)
+        todo: list[tuple[int, StoredEvent, UpdateEvent]] = []
+        waiting: list[tuple[int, StoredEvent]] = []
+        for position, incoming in enumerate(events):
+            stored = _stored_event(incoming)
+            index = self.item_index(incoming.item_id)
+            if index is None:
+                waiting.append((position, stored))
+                continue
+            update = UpdateEvent(
+                index, stored.event_type, incoming.timestamp, incoming.value, stored.event_id,
+                _sentiment(dict(stored.payload)),
+            )  # fmt: skip
+            todo.append((position, stored, update))
+        conflicts: dict[int, int] = {}
+        while todo:
+            round_: list[tuple[int, StoredEvent, UpdateEvent]] = []
+            later: list[tuple[int, StoredEvent, UpdateEvent]] = []
+            users: set[str] = set()
+            for item in todo:
+                (later if item[1].user_id in users else round_).append(item)
+                users.add(item[1].user_id)
+            updates = []
+            for _, stored, update in round_:
+                state, version = self._read(stored.user_id)
+                state, _ = self._updater.apply(state, update)
+                updates.append(StateUpdate(stored, state.to_bytes(), version))
+            retry = []
+            for item, outcome in zip(round_, self._store.append_and_update_many(updates), strict=True):
+                position, stored, _ = item
+                if isinstance(outcome, ConflictError):  # another replica wrote this user first
+                    conflicts[position] = conflicts.get(position, 0) + 1
+                    if conflicts[position] >= MAX_RETRIES:
+                        raise outcome
+                    retry.append(item)
+                    continue
+                applied: AckStatus = "duplicate" if outcome.duplicate else "applied"
+                acks[position] = Ack(stored.user_id, stored.event_id, applied, outcome.version)
+            todo = sorted(retry + later, key=lambda item: item[0])
+        if waiting:  # after the rounds: each acknowledges its user's version as of now
+            appended = self._store.append_many([stored for _, stored in waiting])
+            for (position, stored), result in zip(waiting, appended, strict=True):
+                status: AckStatus = "duplicate" if result.duplicate else "pending_item"
+                acks[position] = Ack(stored.user_id, stored.event_id, status, self._read(stored.user_id)[1])
+        return [ack for ack in acks if ack is not None]
 
     def _apply_pending(self, item_id: str) -> None:
         """Fold events that arrived before ``item_id`` existed into their users' states."""
@@ -296,22 +341,36 @@ class Engine:
         exclude_item_ids: Sequence[str] = (),
     ) -> Page:
         """The user's next page; a user without state gets the zero-history page."""
-        state, version = self._read(user_id)
+        state, version = self.state(user_id)
         deny = [i for i in (self.item_index(x) for x in exclude_item_ids) if i is not None]
         filters = Filters(deny=deny, include_categories=include_categories or None)
         items = self._ranker.recommend(state, k, filters, RequestContext(now=self._clock()))
-        return Page(user_id, version, items, has_history=state.has_signal)
+        return Page(user_id, version, items, has_history=state.has_signal, signals=state.n_signals)
 
-    def record_served(self, page: Page) -> None:
-        """Count the page for the journey policy and promotion caps (best effort)."""
-        self._update_state(page.user_id, lambda state: self._ranker.served(state, page.items))
+    def record_served(self, *pages: Page) -> None:
+        """Count pages for the journey policy and promotion caps (best effort, no fsync)."""
+        self._store.record_served([_served_page(page) for page in pages])
+
+    def served_later(self, page: Page) -> None:
+        """:meth:`record_served` from a background thread, batched with other pages."""
+        if self._recorder is None:
+            with self._lock:
+                if self._recorder is None:
+                    self._recorder = ServedRecorder(self._store.record_served)
+        self._recorder.submit(_served_page(page))
+
+    def close(self) -> None:
+        """Write the queued served pages and stop the background thread (the store stays open)."""
+        if self._recorder is not None:
+            self._recorder.close()
+            self._recorder = None
 
     def similar(self, item_id: str, k: int) -> list[RankedItem] | None:
         index = self.item_index(item_id)
         return None if index is None else self._ranker.similar_items(index, k)
 
     def intent(self, user_id: str) -> dict[str, Any]:
-        state, version = self._read(user_id)
+        state, version = self.state(user_id)
         summary = dict(self._ranker.intent(state))
         summary["state_version"] = version
         return summary
@@ -324,16 +383,18 @@ class Engine:
         unknown = [i for i in document["item_ids"] if self.item_index(i) is None]
         if unknown:
             raise ConfigError(f"promotion item_ids unknown to the model: {unknown[:10]}")
-        created = self._store.put_campaign(promotion_id, document)
-        self.sync()
+        with self._lock:
+            created = self._store.put_campaign(promotion_id, document)
+            self.sync()
         return created
 
     def list_promotions(self) -> dict[str, dict[str, Any]]:
         return self._store.list_campaigns()
 
     def delete_promotion(self, promotion_id: str) -> bool:
-        deleted = self._store.delete_campaign(promotion_id)
-        self.sync()
+        with self._lock:
+            deleted = self._store.delete_campaign(promotion_id)
+            self.sync()
         return deleted
 
     def _campaign(self, campaign_id: str, document: dict[str, Any]) -> Campaign:
@@ -346,6 +407,26 @@ class Engine:
             start=document.get("starts_at"),
             end=document.get("ends_at"),
         )
+
+
+def _stored_event(incoming: IncomingEvent) -> StoredEvent:
+    payload = dict(incoming.context or {})
+    if incoming.request_id:  # kept with the event: A/B attribution, replay
+        payload["request_id"] = incoming.request_id
+    return StoredEvent(
+        event_id=incoming.event_id or uuid.uuid4().hex,
+        user_id=incoming.user_id,
+        item_id=incoming.item_id,
+        event_type=incoming.event_type,
+        timestamp_ms=round(incoming.timestamp * 1000),
+        value=incoming.value,
+        payload=payload,
+    )
+
+
+def _served_page(page: Page) -> ServedPage:
+    campaigns = tuple(r.campaign_id for r in page.items if r.campaign_id is not None)
+    return ServedPage(page.user_id, page.signals, campaigns)
 
 
 def _applying(updater: EmbeddingUpdater, event: UpdateEvent) -> Callable[[UserState], UserState]:

@@ -18,9 +18,30 @@ from recsys.ranking.item_item import ItemItemScorer, SignalRows
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
-    """``(x - mean) / std`` (zeros when constant)."""
-    std = float(values.std())
-    return (values - values.mean()) / std if std > 0 else np.zeros_like(values)
+    """``(x - mean) / std`` (zeros when constant), in three passes over ``values``."""
+    centered = values - values.dtype.type(values.mean(dtype=np.float64))
+    square_sum = float(np.dot(centered, centered))
+    if not square_sum > 0:
+        return np.zeros_like(values)
+    centered *= centered.dtype.type(1.0 / np.sqrt(square_sum / values.size))
+    return centered
+
+
+class PriorCache:
+    """The standardised log-popularity prior per counts row, computed once per row (per ranker)."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        # Keyed by memory: rows of one table are new views on every call. The cache holds each
+        # row, so its memory cannot be reused by another array while the key stands.
+        key = (counts.__array_interface__["data"][0], counts.shape[0])
+        found = self._rows.get(key)
+        if found is None:
+            found = (counts, zscore(np.log1p(np.asarray(counts, dtype=np.float32))))
+            self._rows[key] = found
+        return found[1]
 
 
 def confidence(state: UserState, config: BlendConfig) -> float:
@@ -70,8 +91,13 @@ def blend(
     scorers: Sequence[ItemItemScorer],
     config: BlendConfig,
     items: np.ndarray | None = None,
+    prior_cache: PriorCache | None = None,
 ) -> Blended:
-    """Blend the personal components and the prior for ``items`` (all when ``None``)."""
+    """Blend the personal components and the prior for ``items`` (all when ``None``).
+
+    ``prior_cache`` keeps the standardised prior of each popularity row between calls (the
+    z-score of the whole catalogue, as without it; only for ``items=None``).
+    """
     unit = space.unit if items is None else space.unit[items]
     count = unit.shape[0]
     c = confidence(state, config) if state.has_signal else 0.0
@@ -81,11 +107,12 @@ def blend(
         biased = cosines
         if config.interest_share_bias:
             biased = cosines + np.float32(config.interest_share_bias) * log_shares.astype(np.float32)[:, None]
-        embedding = biased.max(axis=0)
         interest = np.zeros(count, dtype=np.int64)
-        for k in range(len(biased) - 1, 0, -1):  # lowest interest index wins ties, like argmax
-            interest[biased[k] == embedding] = k
-        interest[biased[0] == embedding] = 0
+        embedding = biased[0]
+        for k in range(1, len(biased)):  # strictly better only: the lowest index wins ties (argmax)
+            better = biased[k] > embedding
+            interest[better] = k
+            embedding = np.maximum(embedding, biased[k])
         affinity = embedding if biased is cosines else cosines[interest, np.arange(count)]
     else:
         interest = np.full(count, -1)
@@ -107,8 +134,11 @@ def blend(
                 personal += scorer.weight * zscore(full if items is None else full[items])
         personal = np.float32(c) * zscore(personal)
     counts = space.prior.for_count(state.positives) if config.stage_prior else space.prior.overall
-    prior_values = np.log1p(np.asarray(counts if items is None else counts[items], dtype=np.float32))
-    prior = np.float32(1.0 - c) * zscore(prior_values)
+    if prior_cache is not None and items is None:
+        standard_prior = prior_cache(counts)
+    else:
+        standard_prior = zscore(np.log1p(np.asarray(counts if items is None else counts[items], np.float32)))
+    prior = np.float32(1.0 - c) * standard_prior
     return Blended(
         items=items,
         scores=personal + prior,

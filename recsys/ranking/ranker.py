@@ -24,7 +24,7 @@ from recsys.embeddings.space import EmbeddingSpace
 from recsys.embeddings.state import UserState
 from recsys.errors import ConfigError
 from recsys.ranking._explain import Explainer
-from recsys.ranking._scoring import Blended, blend, interest_directions
+from recsys.ranking._scoring import Blended, PriorCache, blend, interest_directions
 from recsys.ranking.config import Campaign, Filters, RankedItem, RankerConfig, RequestContext
 from recsys.ranking.filters import allowed_items
 from recsys.ranking.intent import intent_summary
@@ -65,6 +65,7 @@ class Ranker:
         self.scorers = tuple(scorers)
         self.config = config if config is not None else RankerConfig()
         self.campaigns = tuple(campaigns)
+        self._prior = PriorCache()
         self._index: IVFIndex | None = None
         if space.n_items > self.config.exact_search_max_items:
             self._index = IVFIndex.build(space.unit, random_state=0)
@@ -86,7 +87,9 @@ class Ranker:
             filters if filters is not None else Filters(), state, space.n_items, space.metadata
         )
         stage = self.config.journey.stage(state)
-        scored = blend(space, state, self.scorers, self.config.blend, self._ann_candidates(state))
+        scored = blend(
+            space, state, self.scorers, self.config.blend, self._ann_candidates(state), self._prior
+        )
         positions = scored.items if scored.items is not None else np.arange(space.n_items)
         allowed = mask[positions]
         scores = np.where(allowed, scored.scores, -np.inf)
@@ -212,8 +215,7 @@ class Ranker:
         near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
         near &= ~np.isin(positions, list(taken))
         fresh = near & ~np.isin(regions, list(touched))
-        candidates = fresh if fresh.any() else near
-        affinity = np.where(candidates, scored.affinity, -np.inf)
-        pool = top_indices(affinity, 4 * count)
-        return mmr(positions[pool], affinity[pool], self.space.unit, count, 0.5, regions=self.space.regions,
-                   max_per_region=1)  # fmt: skip
+        candidates = np.flatnonzero(fresh if fresh.any() else near)  # ascending: ties keep their order
+        pool = candidates[top_indices(scored.affinity[candidates], 4 * count)]
+        return mmr(positions[pool], scored.affinity[pool], self.space.unit, count, 0.5,
+                   regions=self.space.regions, max_per_region=1)  # fmt: skip

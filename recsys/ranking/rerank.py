@@ -45,35 +45,38 @@ def mmr(
     scaled = (relevance - relevance.min()) / span if span > 0 else np.ones_like(relevance, dtype=np.float64)
     vectors = unit[candidates]
     similarity = vectors @ vectors.T
-    closest = np.full(candidates.size, -np.inf)
+    relevance_part = mmr_lambda * scaled
+    diversity = 1.0 - mmr_lambda
+    penalty = np.zeros(candidates.size)  # max similarity to the page so far (0 while it is empty)
     available = np.ones(candidates.size, dtype=bool)
-    taken_per_region: dict[int, int] = {}
+    cap = max_per_region if regions is not None and max_per_region is not None else 0
+    if regions is not None and cap:
+        codes, region_of = np.unique(regions[candidates], return_inverse=True)
+        per_region = np.zeros(codes.size, dtype=np.int64)
     chosen: list[int] = []
     chosen_groups: list[int] = []
     while len(chosen) < count and available.any():
-        penalty = np.where(np.isfinite(closest), closest, 0.0)
-        objective = mmr_lambda * scaled - (1.0 - mmr_lambda) * penalty
-        objective = np.where(available, objective, -np.inf)
-        if regions is not None and max_per_region is not None:
-            full = np.array([taken_per_region.get(int(r), 0) >= max_per_region for r in regions[candidates]])
+        objective = relevance_part - diversity * penalty
+        objective[~available] = -np.inf
+        if cap:
+            full = per_region[region_of] >= cap
             if (available & ~full).any():
-                objective = np.where(full, -np.inf, objective)
+                objective[full] = -np.inf
         if groups is not None and quotas:
-            unmet = {g: q - sum(1 for c in chosen_groups if c == g) for g, q in quotas.items()}
+            unmet = {g: q - chosen_groups.count(g) for g, q in quotas.items()}
             needed = [g for g, left in unmet.items() if left > 0]
             if needed and count - len(chosen) <= sum(unmet[g] for g in needed):
                 wanted = np.isin(groups, needed) & available
                 if wanted.any():
-                    objective = np.where(wanted, objective, -np.inf)
+                    objective[~wanted] = -np.inf
         best = int(np.argmax(objective))
         chosen.append(int(candidates[best]))
         if groups is not None:
             chosen_groups.append(int(groups[best]))
         available[best] = False
-        closest = np.maximum(closest, similarity[best])
-        if regions is not None:
-            region = int(regions[candidates[best]])
-            taken_per_region[region] = taken_per_region.get(region, 0) + 1
+        penalty = similarity[best] if len(chosen) == 1 else np.maximum(penalty, similarity[best])
+        if cap:
+            per_region[region_of[best]] += 1
     return chosen
 
 

@@ -22,9 +22,13 @@ def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest finite scores, best first (ties: lower index first)."""
     if k <= 0 or scores.size == 0:
         return np.zeros(0, dtype=np.int64)
-    chosen = np.argpartition(-scores, k - 1)[:k] if scores.size > k else np.arange(scores.size)
+    if scores.size > k:  # the k-th largest value by a value-only partition (cheaper than argpartition)
+        threshold = np.partition(scores, scores.size - k)[scores.size - k]
+        chosen = np.flatnonzero(scores >= threshold)
+    else:
+        chosen = np.arange(scores.size)
     chosen = chosen[np.isfinite(scores[chosen])]
-    return chosen[np.lexsort((chosen, -scores[chosen]))]
+    return chosen[np.lexsort((chosen, -scores[chosen]))][:k]
 
 
 def exact_top_k(

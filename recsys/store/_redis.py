@@ -11,7 +11,7 @@ Keys (all under ``prefix``, default ``wf:``): ``seq`` counter; ``ev`` hash seq -
 hashes of JSON documents; ``px:<user>`` promotion counters; ``abu:<user>`` the user's request ids;
 ``abo:<request>`` set of outcomes attributed to an exposure; ``abc:<experiment>`` hash of counters
 (field ``variant \x1f counter``); ``abx:<user>`` hash experiment -> variant; ``aba`` hash experiment
--> allocation JSON.
+-> allocation JSON; ``j:<user>`` served-page counters (``s`` signals, ``p`` pages).
 Multi-key writes are Lua scripts (:mod:`recsys.store._redis_lua`), so a single server (not Redis
 Cluster) is required. Snapshot reads (``iter_states``) and ``replace_states`` are not atomic.
 """
@@ -32,6 +32,8 @@ from recsys.store.base import (
     Exposure,
     ForgetResult,
     ItemRecord,
+    ServedCounts,
+    ServedPage,
     StateUpdate,
     StoredEvent,
     UpdateResult,
@@ -77,6 +79,7 @@ class RedisStore:
         self._exposure_script = client.register_script(_redis_lua.RECORD_EXPOSURE)
         self._outcome_script = client.register_script(_redis_lua.RECORD_OUTCOME)
         self._assign_script = client.register_script(_redis_lua.ASSIGN)
+        self._served_script = client.register_script(_redis_lua.SERVED)
 
     @classmethod
     def from_url(
@@ -241,6 +244,7 @@ class RedisStore:
             self._k("abu:" + user_id),
             self._k("ab"),
             self._k("abx:" + user_id),
+            self._k("j:" + user_id),
         ]
         with self._guard("forgetting a user"):
             events, state = self._forget_script(
@@ -379,6 +383,25 @@ class RedisStore:
         with self._guard("reading promotion exposures"):
             counts = self._r.hgetall(self._k("px:" + user_id))
         return {_text(cid): int(count) for cid, count in counts.items()}
+
+    def record_served(self, pages: Sequence[ServedPage]) -> None:
+        if not pages:
+            return
+        with self._guard("counting served pages"):
+            pipe = self._r.pipeline(transaction=False)
+            for page in pages:
+                keys = [self._k("j:" + page.user_id), self._k("px:" + page.user_id)]
+                self._served_script(keys=keys, args=[int(page.signals), *page.campaign_ids], client=pipe)
+            pipe.execute()
+
+    def served_counts(self, user_id: str) -> ServedCounts:
+        with self._guard("reading served-page counters"):
+            pipe = self._r.pipeline(transaction=False)
+            pipe.hmget(self._k("j:" + user_id), ["s", "p"])
+            pipe.hgetall(self._k("px:" + user_id))
+            (signals, pages), counts = pipe.execute()
+        exposures = {_text(cid): int(count) for cid, count in counts.items()}
+        return ServedCounts(int(signals or 0), int(pages or 0), exposures)
 
     def record_exposure(self, exposure: Exposure) -> bool:
         counters = self._k("abc:" + exposure.experiment) if exposure.experiment else ""

@@ -69,7 +69,8 @@ return out
 
 FORGET = """
 -- KEYS: 1 user's events, 2 events, 3 log, 4 event ids, 5 state, 6 users, 7 promotion counters,
---       8 user's exposure ids, 9 exposures, 10 user's experiment assignments
+--       8 user's exposure ids, 9 exposures, 10 user's experiment assignments,
+--       11 served-page counters
 -- ARGV: 1 key prefix, 2 user id, 3 '1' to erase everything, '0' only the events
 local seqs = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, seq in ipairs(seqs) do
@@ -88,14 +89,31 @@ if ARGV[3] == '1' then
   state = redis.call('DEL', KEYS[5])
   redis.call('SREM', KEYS[6], ARGV[2])
   redis.call('DEL', KEYS[7])
+  redis.call('DEL', KEYS[10])
   for _, request in ipairs(redis.call('SMEMBERS', KEYS[8])) do
     redis.call('HDEL', KEYS[9], request)
     redis.call('DEL', ARGV[1] .. 'abo:' .. request)
   end
   redis.call('DEL', KEYS[8])
-  redis.call('DEL', KEYS[10])
+  redis.call('DEL', KEYS[11])
 end
 return {#seqs, state}
+"""
+
+SERVED = """
+-- KEYS: 1 served-page counters (hash: s signals, p pages), 2 promotion counters.
+-- ARGV: 1 the user's signal count when the page was ranked, 2.. campaign ids promoted on it
+local signals = tonumber(ARGV[1])
+local stored = tonumber(redis.call('HGET', KEYS[1], 's') or '-1')
+if signals == stored then
+  redis.call('HINCRBY', KEYS[1], 'p', 1)
+elseif signals > stored then
+  redis.call('HSET', KEYS[1], 's', signals, 'p', 1)
+end
+for i = 2, #ARGV do
+  redis.call('HINCRBY', KEYS[2], ARGV[i], 1)
+end
+return 0
 """
 
 RECORD_EXPOSURE = """

@@ -22,6 +22,8 @@ from recsys.store.base import (
     Exposure,
     ForgetResult,
     ItemRecord,
+    ServedCounts,
+    ServedPage,
     StateUpdate,
     StoredEvent,
     UpdateResult,
@@ -254,6 +256,7 @@ class SQLiteStore:
                 "(SELECT request_id FROM exposures WHERE user_id = ?)",
                 (user_id,),
             )
+            conn.execute("DELETE FROM journeys WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM exposures WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM ab_assignments WHERE user_id = ?", (user_id,))
         return ForgetResult(events=events, state=state)
@@ -338,6 +341,35 @@ class SQLiteStore:
             (user_id,),
         )
         return {cid: int(count) for cid, count in rows}
+
+    def record_served(self, pages: Sequence[ServedPage]) -> None:
+        if not pages:
+            return
+        with self._db.transaction("counting served pages", durable=False) as conn:
+            conn.executemany(
+                "INSERT INTO journeys (user_id, signals, pages) VALUES (?, ?, 1) ON CONFLICT (user_id) "
+                "DO UPDATE SET pages = CASE WHEN excluded.signals = signals THEN pages + 1 "
+                "WHEN excluded.signals > signals THEN 1 ELSE pages END, "
+                "signals = MAX(signals, excluded.signals)",
+                [(page.user_id, int(page.signals)) for page in pages],
+            )
+            conn.executemany(
+                "INSERT INTO promotion_exposures (user_id, campaign_id, count) VALUES (?, ?, 1) "
+                "ON CONFLICT (user_id, campaign_id) DO UPDATE SET count = count + 1",
+                [(page.user_id, campaign) for page in pages for campaign in page.campaign_ids],
+            )
+
+    def served_counts(self, user_id: str) -> ServedCounts:
+        rows = self._db.read(
+            "reading served-page counters",
+            "SELECT NULL, signals, pages FROM journeys WHERE user_id = ? UNION ALL "
+            "SELECT campaign_id, count, 0 FROM promotion_exposures WHERE user_id = ?",
+            (user_id, user_id),
+        )
+        journey = [(signals, pages) for cid, signals, pages in rows if cid is None]
+        exposures = {cid: int(count) for cid, count, _ in rows if cid is not None}
+        signals, pages = journey[0] if journey else (0, 0)
+        return ServedCounts(int(signals), int(pages), exposures)
 
     def record_exposure(self, exposure: Exposure) -> bool:
         document = _codec.dumps(_codec.exposure_to_dict(exposure))

@@ -3,6 +3,8 @@
 Durability: ``synchronous=FULL`` (the default) fsyncs the write-ahead log on every commit, so an
 acknowledged write survives a crash or power loss. ``NORMAL`` is far faster in WAL mode but may
 lose the last transactions on power loss (never on a process crash); choose it knowingly.
+``transaction(..., durable=False)`` runs on a second per-thread connection at ``NORMAL`` for
+best-effort counters; the next durable commit (any connection) fsyncs the log, theirs included.
 
 Concurrency: each thread (and each process, also after a fork) gets its own connection. Writes run
 in ``BEGIN IMMEDIATE`` transactions, which take the database write lock up front, so a
@@ -62,6 +64,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """CREATE TABLE ab_allocations (
             experiment TEXT PRIMARY KEY, document TEXT NOT NULL, updated_at REAL NOT NULL) WITHOUT ROWID""",
     ),
+    (
+        """CREATE TABLE journeys (
+            user_id TEXT PRIMARY KEY, signals INTEGER NOT NULL, pages INTEGER NOT NULL) WITHOUT ROWID""",
+    ),
 )
 """Migration ``n`` takes the schema from ``user_version`` ``n`` to ``n + 1``; append, never edit."""
 
@@ -100,12 +106,14 @@ class SQLiteDatabase:
         )
         return StoreError(f"SQLite store {self.path}: {action} failed ({text}); {hint}")
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (autocommit mode: transactions are explicit)."""
+    def connection(self, *, durable: bool = True) -> sqlite3.Connection:
+        """This thread's connection (autocommit mode: transactions are explicit); ``durable=False``:
+        the thread's ``synchronous=NORMAL`` connection."""
         if self._closed:
             raise StoreError(f"SQLite store {self.path} is closed; open a new one")
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        name = "conn" if durable else "relaxed"
+        conn: sqlite3.Connection | None = getattr(self._local, name, None)
+        if conn is not None and getattr(self._local, name + "_pid", None) == os.getpid():
             return conn
         try:
             conn = sqlite3.connect(
@@ -113,21 +121,22 @@ class SQLiteDatabase:
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous if durable else 'NORMAL'}")
         except sqlite3.Error as exc:
             raise self.error("opening", exc) from exc
         if str(mode).lower() != "wal":
             conn.close()
             raise StoreError(f"SQLite store {self.path}: WAL mode refused (got {mode!r}); use a local disk")
-        self._local.conn, self._local.pid = conn, os.getpid()
+        setattr(self._local, name, conn)
+        setattr(self._local, name + "_pid", os.getpid())
         with self._lock:
             self._connections.append(conn)
         return conn
 
     @contextmanager
-    def transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+    def transaction(self, action: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database write lock; committed (durably) on exit."""
-        conn = self.connection()
+        conn = self.connection(durable=durable)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:

@@ -1,11 +1,12 @@
 """What serving stores, and the small protocols every backend implements.
 
-A :class:`Store` is composed of five parts: an append-only :class:`EventLog`, a versioned
+A :class:`Store` is composed of six parts: an append-only :class:`EventLog`, a versioned
 :class:`StateStore` of opaque per-user state bytes, an :class:`ItemStore` of items added live, a
-:class:`PromotionStore` of campaigns and per-user exposure counters, and an :class:`ExposureStore`
-of A/B exposures (with attributed outcomes, per-variant counters, sticky assignments and traffic
-allocations). On top, :meth:`Store.append_and_update` appends an event *and*
-moves its user's state from version ``v`` to ``v + 1`` in one atomic step.
+:class:`PromotionStore` of campaigns and per-user exposure counters, an :class:`ExposureStore` of
+A/B exposures (with attributed outcomes, per-variant counters, sticky assignments and traffic
+allocations), and a :class:`JourneyStore` of served-page counters. On top,
+:meth:`Store.append_and_update` appends an event *and* moves its user's state from version ``v`` to
+``v + 1`` in one atomic step.
 
 Guarantees (both backends)
 --------------------------
@@ -19,6 +20,11 @@ Guarantees (both backends)
   step as the append (SQLite: under the database write lock, backed by a ``UNIQUE`` constraint;
   Redis: inside one Lua script) and reported as ``duplicate=True`` with the original sequence; nothing
   is appended and no state is changed, even when the expected version no longer matches.
+* **Served-page counters are the one exception to durability.** :meth:`JourneyStore.record_served`
+  (pages since the last signal, campaign exposures) is best effort: SQLite commits it without an
+  fsync (``synchronous=NORMAL`` on a connection of its own; the next durable commit syncs it too),
+  so a power loss may lose the last counts, never an event or a state. Redis writes it like
+  everything else.
 * **Compare-and-set on state versions.** A user without state is at version ``0``; every write takes
   the version the caller read and stores ``version + 1``, or raises :class:`ConflictError` and writes
   nothing, so the caller can re-read and retry.
@@ -155,6 +161,30 @@ class Exposure:
     timestamp_ms: int
     experiment: str = ""
     """The experiment it belongs to; exposures with one are counted per (experiment, variant)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServedPage:
+    """A page shown to a user: counted for the journey policy and the campaigns' frequency caps."""
+
+    user_id: str
+    signals: int
+    """The user's signal count (``UserState.n_signals``) when the page was ranked."""
+    campaign_ids: tuple[str, ...] = ()
+    """Campaigns promoted on the page (one exposure each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServedCounts:
+    """A user's served-page counters: pages since signal count ``signals``, exposures per campaign."""
+
+    signals: int = 0
+    pages: int = 0
+    exposures: Mapping[str, int] = field(default_factory=dict)
+
+    def pages_at(self, signals: int) -> int:
+        """Pages served since the user's signal count was ``signals`` (0 when they moved on)."""
+        return self.pages if signals == self.signals else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +355,26 @@ class ExposureStore(Protocol):
 
 
 @runtime_checkable
-class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, Protocol):
+class JourneyStore(Protocol):
+    """Served-page counters (journey policy, campaign caps), shared by every replica, best effort."""
+
+    def record_served(self, pages: Sequence[ServedPage]) -> None:
+        """Count the pages in one write, **not** fsynced on SQLite (module doc).
+
+        Per user, ``pages`` counts pages served since the signal count ``signals``: a page at the
+        stored count adds one, a page at a higher count starts over at one, a page at a lower count
+        (ranked before a signal that has since been stored) is ignored. Each campaign id adds one
+        to :meth:`PromotionStore.promotion_exposures`.
+        """
+        ...
+
+    def served_counts(self, user_id: str) -> ServedCounts:
+        """The user's counters (zeros when none); one round trip."""
+        ...
+
+
+@runtime_checkable
+class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, JourneyStore, Protocol):
     """Everything serving keeps; one object per replica, opened with :func:`recsys.store.open_store`."""
 
     def append_and_update(self, event: Event, data: bytes, expected_version: int) -> UpdateResult:
@@ -351,8 +400,9 @@ class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, Prot
         ...
 
     def forget_user(self, user_id: str) -> ForgetResult:
-        """Erase everything about the user atomically: state, events, promotion counters, exposures
-        (with their outcome marks) and experiment assignments; aggregate counters are kept."""
+        """Erase everything about the user atomically: state, events, promotion and served-page
+        counters, exposures (with their outcome marks) and experiment assignments; aggregate
+        counters are kept."""
         ...
 
     def ping(self) -> None:

@@ -18,6 +18,8 @@ from recsys.store import (
     Event,
     Exposure,
     ItemRecord,
+    ServedCounts,
+    ServedPage,
     StateUpdate,
     Store,
     StoredEvent,
@@ -169,6 +171,7 @@ def test_forget_user_erases_state_events_and_exposures(store: Store) -> None:
     store.increment_promotion_exposure("u2", "c1")
     store.record_exposure(Exposure("r1", "u1", "B", ("i1",), 1))
     store.record_exposure(Exposure("r2", "u2", "A", ("i2",), 2))
+    store.record_served([ServedPage("u1", 3), ServedPage("u2", 1)])
 
     forgotten = store.forget_user("u1")
     assert (forgotten.events, forgotten.state) == (3, True)
@@ -177,6 +180,7 @@ def test_forget_user_erases_state_events_and_exposures(store: Store) -> None:
     assert store.promotion_exposures("u1") == {} and store.get_exposure("r1") is None
     assert store.count_events() == 1 and store.get_state("u2") is not None
     assert store.promotion_exposures("u2") == {"c1": 1} and store.get_exposure("r2") is not None
+    assert store.served_counts("u1") == ServedCounts() and store.served_counts("u2").pages == 1
     # Ids are erased too: a late retry of a forgotten event is accepted as new.
     assert not store.append(ev(0)).duplicate
 
@@ -207,6 +211,22 @@ def test_campaigns_and_promotion_counters(store: Store) -> None:
     assert [store.increment_promotion_exposure("u1", "c1") for _ in range(3)] == [1, 2, 3]
     assert store.increment_promotion_exposure("u1", "c2", by=5) == 5
     assert store.promotion_exposures("u1") == {"c1": 3, "c2": 5} and store.promotion_exposures("u9") == {}
+
+
+def test_served_page_counters_follow_the_signal_count(backend: Backend) -> None:
+    store, other_replica = backend.open(), backend.open()
+    assert store.served_counts("u1") == ServedCounts(0, 0, {})
+    store.record_served([ServedPage("u1", 2, ("c1",)), ServedPage("u1", 2), ServedPage("u2", 0)])
+    assert other_replica.served_counts("u1") == ServedCounts(2, 2, {"c1": 1})
+    assert other_replica.served_counts("u1").pages_at(2) == 2
+    other_replica.record_served([ServedPage("u1", 1, ("c1", "c2"))])  # ranked before the 2nd signal
+    assert store.served_counts("u1") == ServedCounts(2, 2, {"c1": 2, "c2": 1})
+    store.record_served([ServedPage("u1", 3)])  # a new signal: the count starts over
+    counts = store.served_counts("u1")
+    assert (counts.signals, counts.pages, counts.pages_at(2), counts.pages_at(3)) == (3, 1, 0, 1)
+    assert store.promotion_exposures("u1") == {"c1": 2, "c2": 1}
+    assert store.served_counts("u2") == ServedCounts(0, 1, {})
+    store.record_served([])
 
 
 def test_ab_exposures(store: Store) -> None:
