@@ -29,6 +29,7 @@ from recsys.engine import load_bundle, train_bundle
 from recsys.engine.rederive import state_fold
 from recsys.engine.versions import BundleRegistry
 from recsys.store import open_store
+from serving.api_keys import add_key, new_key
 from tests._cluster import free_port
 
 pytestmark = pytest.mark.usefixtures("ray_session")
@@ -52,13 +53,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> BundleRegistry:
     return registry
 
 
+AUTH: dict[str, str] = {}
+"""The admin key's header, set by the ``app`` fixture."""
+
+
 @pytest.fixture(scope="module")
 def app(registry: BundleRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from ray import serve
 
     port = free_port()
-    store_url = f"sqlite:///{tmp_path_factory.mktemp('store')}/store.db"
+    root = tmp_path_factory.mktemp("store")
+    store_url = f"sqlite:///{root}/store.db"
+    raw_key, record = new_key(["admin"], name="test", rate_per_s=1000, burst=1000)
+    add_key(root / "api-keys.json", record)  # `wayfinder serve` uses this file's keys, makes none
+    AUTH.update({"authorization": f"Bearer {raw_key}"})
     common = ["--bundle", str(registry.path), "--store", store_url, "--port", str(port)]
+    common += ["--keys-file", str(root / "api-keys.json")]
     assert cli.main(["serve", *common, "--model-version", "v0001", "--detach"]) == 0
 
     def promote_and_reload(version: str) -> None:
@@ -66,7 +76,16 @@ def app(registry: BundleRegistry, tmp_path_factory: pytest.TempPathFactory) -> I
         registry.set_champion(version)
         assert cli.main(["serve", *common, "--reload"]) == 0
 
-    yield {"url": f"http://127.0.0.1:{port}", "store_url": store_url, "swap": promote_and_reload}
+    from serving.app import ServingArgs
+
+    # the store knows users by their pseudonyms (the HMAC key file `wayfinder serve` made beside it)
+    pseudonym = ServingArgs(bundle=str(registry.path), store_url=store_url).pseudonymiser()
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "store_url": store_url,
+        "swap": promote_and_reload,
+        "id": pseudonym,
+    }
     serve.delete("wayfinder")
     serve.shutdown()
 
@@ -85,6 +104,7 @@ class Load:
 
     def _run(self, worker: int) -> None:
         session = requests.Session()
+        session.headers.update(AUTH)
         n = 0
         while not self._stop.is_set():
             user = f"load-{worker}-{n % 5}"
@@ -142,8 +162,8 @@ def test_swap_under_load_fails_nothing_and_rederives_states(
     assert before["model_version"] == "v0001"
     for n, item in enumerate(items[:3]):
         body = {"user_id": CHECKED_USER, "item_id": item, "event_type": "like", "event_id": f"check-{n}"}
-        assert requests.post(f"{url}/v1/events", json=body, timeout=30).status_code == 200
-    assert stored_state(store_url, CHECKED_USER).model_version == "v0001"
+        assert requests.post(f"{url}/v1/events", json=body, headers=AUTH, timeout=30).status_code == 200
+    assert stored_state(store_url, app["id"](CHECKED_USER)).model_version == "v0001"
 
     with Load(url, items) as load:
         time.sleep(3)
@@ -174,14 +194,14 @@ def test_swap_under_load_fails_nothing_and_rederives_states(
         store.close()
 
     # the checked user was not touched since the swap: still in v1's space until the first touch
-    assert stored_state(store_url, CHECKED_USER).model_version == "v0001"
-    response = requests.get(f"{url}/v1/users/{CHECKED_USER}/intent", timeout=30)
+    assert stored_state(store_url, app["id"](CHECKED_USER)).model_version == "v0001"
+    response = requests.get(f"{url}/v1/users/{CHECKED_USER}/intent", headers=AUTH, timeout=30)
     assert response.status_code == 200
-    state = stored_state(store_url, CHECKED_USER)
+    state = stored_state(store_url, app["id"](CHECKED_USER))
     parts = load_bundle(registry.bundle_dir("v0002"))
     store = open_store(store_url)
     try:
-        events = store.events_for_user(CHECKED_USER)
+        events = store.events_for_user(app["id"](CHECKED_USER))
     finally:
         store.close()
 
