@@ -37,7 +37,7 @@ from recsys.store.base import ItemRecord
 from serving import schemas as s
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
-from serving.errors import install_error_handlers, to_incoming
+from serving.errors import install_error_handlers, to_incoming, within
 
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 logger = logging.getLogger("wayfinder.serving")
@@ -55,6 +55,9 @@ class ServingArgs(BaseModel):
     )
     gateway_replicas: int = Field(default=1, ge=1)
     updater_replicas: int = Field(default=1, ge=1)
+    updater_timeout_s: float = Field(
+        default=15.0, gt=0, description="answer 503 when the updater has not acknowledged events by then"
+    )
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
 
@@ -146,7 +149,9 @@ class Gateway(DemoRoutes):
             to_incoming(event, position, self.engine.engine.known_event_types)
             for position, event in enumerate(events)
         ]
-        acks: list[Ack] = await self.updater.ingest.remote(incoming)
+        acks: list[Ack] = await within(
+            self.updater.ingest.remote(incoming), self.config.updater_timeout_s, "the embedding updater"
+        )
         return s.EventsAck(
             acks=[
                 s.EventAck(
