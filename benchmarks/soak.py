@@ -313,16 +313,18 @@ class Fault:
     replaced_after_s: float | None = None
     """Until Serve listed a new replica (replica kills) or the store answered again (store kill)."""
     failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    failure_details: collections.Counter[str] = field(default_factory=collections.Counter)
     recovered_after_s: float = 0.0
     """From the fault until the end of the last request it failed or held up: the last failure that
     ended after the fault (and started before the next one), or the last request in flight at the
     fault when none failed."""
 
     def measure(self, result: LoadResult, until: float) -> None:
-        """Attribute the failures that ended after this fault and started before ``until`` to it."""
-        failures = [s for s in result.samples if s.end >= self.at and s.start < until and s.outcome != "ok"]
+        """Attribute to this fault the failures that ended after it and before ``until`` (the next one)."""
+        failures = [s for s in result.samples if self.at <= s.end < until and s.outcome != "ok"]
         in_flight = [s for s in result.samples if s.start <= self.killed_at and s.end >= self.at]
         self.failed = collections.Counter(s.outcome for s in failures)
+        self.failure_details = collections.Counter(f"{s.outcome}: {s.detail[:90]}" for s in failures)
         self.recovered_after_s = max((s.end for s in failures or in_flight), default=self.at) - self.at
 
     def summary(self) -> dict[str, Any]:
@@ -332,6 +334,7 @@ class Fault:
             "detail": self.detail,
             "replaced_after_s": self.replaced_after_s,
             "failed": dict(self.failed),
+            "failure_details": dict(self.failure_details.most_common(5)),
             "recovered_after_s": round(self.recovered_after_s, 2),
         }
 
@@ -781,11 +784,13 @@ def render(results: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        '"All requests ok again after" is the time from the fault to the end of the last failed request '
-        "it caused. A 503 is the app's clean answer while the store or the updater is away "
-        "(`StoreError`, or the updater replica dying mid-call); requests in flight on a gateway replica "
-        "when it is killed die with its process, and Serve's proxy answers those 500 (counted apart; "
-        'their events were sent again and acknowledged). "Pages: old app = engine" checks that an '
+        '"All requests ok again after" is the time from the fault to the end of the last request it '
+        "failed (failures are counted for the latest fault before they ended), or, when none failed, of "
+        "the last request in flight at the fault. A 503 is the app's clean answer while the store or "
+        "the updater is away (`StoreError`, the updater replica dying mid-call or not answering within "
+        "`updater_timeout_s`); requests in flight on a gateway replica when it is killed die with its "
+        "process, and Serve's proxy answers those 500 (counted apart; their events were sent again and "
+        'acknowledged). "Pages: old app = engine" checks that an '
         "engine on the same bundle and store in the benchmark's process computes exactly the page the "
         "running app served; it then predicts the first page after the restart from the stored state.",
     ]
