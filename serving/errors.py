@@ -100,7 +100,9 @@ def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(StoreError)
     @api.exception_handler(ArtifactError)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"temporarily unavailable: {exc}"}, status_code=503)
+        cause = getattr(exc, "cause", None)  # raised in the updater: a RayTaskError with a traceback
+        message = cause if isinstance(cause, Exception) else exc
+        return JSONResponse({"detail": f"temporarily unavailable: {message}"}, status_code=503)
 
     @api.exception_handler(RayActorError)  # also ActorDiedError and ActorUnavailableError
     @api.exception_handler(ReplicaTimeoutError)

@@ -73,6 +73,8 @@ def test_no_server_error_but_counted_503s(scenario: Scenario) -> None:
     outcomes = load.outcomes()
     lost = load.lost_with_ingress(scenario.faults)  # in flight on the gateway replica that was killed
     assert outcomes["HTTP 500"] == len(lost) and set(outcomes) <= {"ok", "503", "HTTP 500"}, outcomes
+    unavailable = [s.detail for s in load.samples if s.outcome == "503"]
+    assert all("temporarily unavailable" in d and "ray::" not in d for d in unavailable), unavailable[:3]
     if scenario.backend == "redis":  # no gateway replica is killed there
         assert lost == []
     assert outcomes["ok"] > 10 * CLIENTS  # the load really ran
