@@ -51,7 +51,7 @@ from serving import schemas as s
 from serving.auth import AuthConfig, Guard, needs
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
-from serving.errors import install_error_handlers, to_incoming
+from serving.errors import install_error_handlers, to_incoming, within
 from serving.experiments import ExperimentRuntime, validate_experiments, variant_settings
 from serving.logs import log_failure, log_request
 from serving.metrics import model_identity, serving_metrics
@@ -80,6 +80,9 @@ class ServingArgs(BaseModel):
     )
     gateway_replicas: int = Field(default=1, ge=1)
     updater_replicas: int = Field(default=1, ge=1)
+    updater_timeout_s: float = Field(
+        default=15.0, gt=0, description="answer 503 when the updater has not acknowledged events by then"
+    )
     updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     event_path: Literal["gateway", "updater"] = Field(
@@ -367,7 +370,9 @@ class Gateway(DemoRoutes):
             for position, event in enumerate(events)
         ]
         if self.config.event_path == "updater":
-            acks: list[Ack] = await self.updater.ingest.remote(incoming)
+            acks: list[Ack] = await within(
+                self.updater.ingest.remote(incoming), self.config.updater_timeout_s, "the embedding updater"
+            )
         else:
             acks = await self.ingest(incoming)
         log_request("events", events=len(acks), applied=sum(a.status == "applied" for a in acks))

@@ -2,17 +2,23 @@
 
 FastAPI already answers malformed JSON and fields with 422 and the field's location; this adds the
 checks pydantic cannot make alone (an unknown event type), a 413 for oversized bodies before they
-are read, and maps Wayfinder's own errors: bad arguments 422, a store or model problem 503.
+are read, and maps Wayfinder's own errors: bad arguments 422, a store or model problem 503. A
+replica behind a handle that died mid-call (the updater, while Serve replaces it), or did not answer
+within the deadline (:func:`within`), is a 503 too: the event may or may not be stored, and a retry
+with the same ``event_id`` is safe.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timezone
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError
 
 from recsys.engine import IncomingEvent
 from recsys.errors import ArtifactError, ConfigError, DataError
@@ -20,6 +26,27 @@ from recsys.store import StoreError
 from serving.schemas import EventIn
 
 MAX_BODY_BYTES = 1_000_000
+
+
+class ReplicaTimeoutError(Exception):
+    """A call to another deployment did not answer in time (answered 503)."""
+
+
+async def within(response: Any, seconds: float, what: str) -> Any:
+    """Await a ``DeploymentResponse``, cancelling it after ``seconds``.
+
+    A call in flight on a replica that is killed can stay unanswered (measured in
+    ``benchmarks/soak.py``); without a deadline the client would wait for its own timeout.
+    """
+
+    async def result() -> Any:
+        return await response
+
+    try:
+        return await asyncio.wait_for(result(), seconds)
+    except asyncio.TimeoutError:
+        response.cancel()
+        raise ReplicaTimeoutError(f"{what} did not answer within {seconds:g} s") from None
 
 
 def to_incoming(event: EventIn, position: int, known_types: Collection[str]) -> IncomingEvent:
@@ -74,4 +101,14 @@ def install_error_handlers(api: FastAPI) -> None:
     @api.exception_handler(StoreError)
     @api.exception_handler(ArtifactError)
     async def unavailable(request: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse({"detail": f"temporarily unavailable: {exc}"}, status_code=503)
+        cause = getattr(exc, "cause", None)  # raised in the updater: a RayTaskError with a traceback
+        message = cause if isinstance(cause, Exception) else exc
+        return JSONResponse({"detail": f"temporarily unavailable: {message}"}, status_code=503)
+
+    @api.exception_handler(RayActorError)  # also ActorDiedError and ActorUnavailableError
+    @api.exception_handler(ReplicaTimeoutError)
+    async def replica_gone(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"temporarily unavailable ({type(exc).__name__}); retry, the same event_id is safe"},
+            status_code=503,
+        )

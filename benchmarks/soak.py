@@ -1,0 +1,892 @@
+"""Reliability, measured: load, faults mid-load and a whole-app restart against the real app.
+
+Protocol (issue 6, section 5), once per store backend, on one local Ray cluster (2 CPUs), Serve over
+HTTP on a free loopback port, the app built by :func:`serving.app.build_app` with two gateway
+replicas and one updater replica:
+
+1. **Load.** ``--clients`` concurrent clients (asyncio + aiohttp, one keep-alive connection each) for
+   ``--duration`` seconds, each sending a mix of ``POST /v1/events`` (one event, a unique
+   ``event_id``) and ``GET /v1/users/{u}/recommendations?k=10`` for its own users. Every answer is
+   classified (2xx, 503, any other status, client-side error) and timed.
+2. **Faults, mid-load.** An :class:`EmbeddingUpdater` replica is killed (``ray.kill`` on its actor,
+   Serve replaces it); then the store's process: a SIGKILL of ``redis-server`` and a restart on the
+   same port and AOF directory (``appendfsync always``), or, for SQLite, where the store lives in
+   the app's own process, a gateway replica is killed. A client whose event was not acknowledged
+   (a 503, a connection error) sends it again later with the *same* ``event_id``, as a real client
+   would; the store's idempotency makes that safe. After the load, unacknowledged events are sent
+   until acknowledged.
+3. **No acknowledged event lost.** The store's events of the run's users, read through
+   :mod:`recsys.store`, must be exactly the acknowledged event ids.
+4. **Restart.** ``serve.shutdown`` and ``serve.run`` again on the same store: every user's stored
+   state (version, bytes, last sequence) is identical before and after, and the first page after the
+   restart equals the page the engine computes from the pre-restart state (checked against the old
+   app's own pages first).
+
+``tests/serving/test_reliability.py`` runs the same harness at a smaller size; the full run is
+
+    python -m benchmarks.soak [--clients 64] [--duration 60] [--workdir /tmp/wf-bench-soak]
+
+and writes the ``soak`` section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+POST_SHARE = 0.5
+"""Share of requests that are events; the rest are recommendation pages."""
+USERS_PER_CLIENT = 4
+EVENT_TYPES = ("view", "click", "like", "dislike")
+REQUEST_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 120.0
+RETRY_PAUSE_S = 0.2
+"""A client waits this long after a failed request before its next one (no hot retry loop)."""
+QUIET_S = 1.0
+UPDATER_FAULT_AT = 0.25
+STORE_FAULT_AT = 0.5
+"""When the faults are injected, as shares of the load's duration."""
+PROBES = 10
+"""States are settled when two reads this far apart are equal (pages are counted after responding)."""
+
+
+def log(message: str) -> None:
+    print(f"[soak] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------ load
+@dataclass(frozen=True)
+class Sample:
+    """One request: when it started and ended (seconds since the load began), what, and the outcome."""
+
+    start: float
+    end: float
+    kind: str
+    """``event``, ``event-retry`` or ``page``."""
+    outcome: str
+    """``ok``, ``503``, ``HTTP <status>`` for any other status, or the client-side exception's name."""
+    detail: str = ""
+    """The start of the answer's body (or the exception's message) when it was not ``ok``."""
+
+
+@dataclass
+class LoadResult:
+    """What a :class:`Load` saw."""
+
+    samples: list[Sample] = field(default_factory=list)
+    sent: set[str] = field(default_factory=set)
+    """Every event id sent at least once."""
+    acked: set[str] = field(default_factory=set)
+    """Event ids the app acknowledged (applied, duplicate or pending_item)."""
+    duplicates_acked: int = 0
+    """Retries the app answered ``duplicate``: the first try was stored but its answer was lost."""
+    unacked_after_drain: set[str] = field(default_factory=set)
+    wall_s: float = 0.0
+    drain_s: float = 0.0
+
+    def outcomes(self, *, after: float = -math.inf, before: float = math.inf) -> collections.Counter[str]:
+        return collections.Counter(s.outcome for s in self.samples if after <= s.start < before)
+
+    def server_errors(self, faults: Sequence[Fault] = ()) -> list[Sample]:
+        """Answers with a 5xx status other than the clean 503 the app gives while its store is away.
+
+        Leaves out the requests in flight on an ingress replica at the moment it was killed (those of
+        :meth:`lost_with_ingress`): the app's process is gone, and Serve's proxy answers them 500.
+        """
+        lost = set(map(id, self.lost_with_ingress(faults)))
+        return [s for s in self.samples if s.outcome.startswith("HTTP 5") and id(s) not in lost]
+
+    def lost_with_ingress(self, faults: Sequence[Fault]) -> list[Sample]:
+        """500s of requests that were in flight on a killed ingress (gateway) replica when it died."""
+        return [
+            s
+            for s in self.samples
+            if s.outcome == "HTTP 500"
+            and any(f.ingress and s.start <= f.killed_at and s.end >= f.at for f in faults)
+        ]
+
+    def client_errors(self) -> list[Sample]:
+        return [
+            s for s in self.samples if s.outcome not in {"ok", "503"} and not s.outcome.startswith("HTTP")
+        ]
+
+    def summary(self, faults: Sequence[Fault] = ()) -> dict[str, Any]:
+        load = [s for s in self.samples if s.start < self.wall_s]
+        ok = sorted((s.end - s.start) * 1e3 for s in load if s.outcome == "ok")
+        pages = sorted((s.end - s.start) * 1e3 for s in load if s.outcome == "ok" and s.kind == "page")
+        events = sorted((s.end - s.start) * 1e3 for s in load if s.outcome == "ok" and s.kind != "page")
+        return {
+            "requests": len(load),
+            "ok": len(ok),
+            "req_per_s": len(load) / self.wall_s if self.wall_s else math.nan,
+            "ok_per_s": len(ok) / self.wall_s if self.wall_s else math.nan,
+            "p50_ms": percentile(ok, 0.50),
+            "p99_ms": percentile(ok, 0.99),
+            "page_p50_ms": percentile(pages, 0.50),
+            "page_p99_ms": percentile(pages, 0.99),
+            "event_p50_ms": percentile(events, 0.50),
+            "event_p99_ms": percentile(events, 0.99),
+            "outcomes": dict(self.outcomes()),
+            "server_errors_other_than_503": len(self.server_errors(faults)),
+            "lost_with_killed_gateway": len(self.lost_with_ingress(faults)),
+            "client_errors": len(self.client_errors()),
+            "events_sent": len(self.sent),
+            "events_acked": len(self.acked),
+            "retries_answered_duplicate": self.duplicates_acked,
+            "unacked_after_drain": len(self.unacked_after_drain),
+            "wall_s": self.wall_s,
+            "drain_s": self.drain_s,
+        }
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
+
+
+class Load:
+    """``clients`` concurrent HTTP clients in a background thread, for ``duration`` seconds.
+
+    Each client owns :data:`USERS_PER_CLIENT` users (``{prefix}-{client}-{n}``) and sends events
+    with unique ids and page requests for them. :meth:`start` returns at once; :meth:`join` waits for
+    the load and the drain of unacknowledged events, and returns the :class:`LoadResult`.
+    """
+
+    def __init__(
+        self, base: str, items: Sequence[str], *, clients: int, duration: float, prefix: str, seed: int = 0
+    ) -> None:
+        self.base = base
+        self.items = list(items)
+        self.clients = clients
+        self.duration = duration
+        self.prefix = prefix
+        self.seed = seed
+        self.result = LoadResult()
+        self.started_at = 0.0
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def users(self) -> list[str]:
+        return [f"{self.prefix}-{c}-{n}" for c in range(self.clients) for n in range(USERS_PER_CLIENT)]
+
+    def now(self) -> float:
+        """Seconds since the load began (the time base of every :class:`Sample`)."""
+        return time.monotonic() - self.started_at
+
+    def start(self) -> Load:
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="soak-load", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self) -> LoadResult:
+        assert self._thread is not None, "start() first"
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.result
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # re-raised in join()
+            self._error = exc
+
+    async def _main(self) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+        connector = aiohttp.TCPConnector(limit=self.clients)
+        pending: list[dict[str, Any]] = []
+        async with aiohttp.ClientSession(self.base, connector=connector, timeout=timeout) as http:
+            results = await asyncio.gather(*(self._client(http, c) for c in range(self.clients)))
+            self.result.wall_s = self.duration
+            for unacked in results:
+                pending.extend(unacked)
+            drain_started = time.monotonic()
+            deadline = drain_started + DRAIN_TIMEOUT_S
+            while pending and time.monotonic() < deadline:
+                body = pending.pop(0)
+                if not await self._post(http, body, "event-retry"):
+                    pending.append(body)
+                    await asyncio.sleep(RETRY_PAUSE_S)
+            self.result.drain_s = time.monotonic() - drain_started
+        self.result.unacked_after_drain = {body["event_id"] for body in pending}
+
+    async def _client(self, http: Any, client: int) -> list[dict[str, Any]]:
+        """One client's loop; returns the events it could not get acknowledged before the end."""
+        rng = random.Random(self.seed * 10_007 + client)
+        users = [f"{self.prefix}-{client}-{n}" for n in range(USERS_PER_CLIENT)]
+        unacked: list[dict[str, Any]] = []
+        counter = 0
+        while self.now() < self.duration:
+            if unacked and rng.random() < 0.5:
+                body, kind = unacked.pop(0), "event-retry"
+            elif rng.random() < POST_SHARE:
+                counter += 1
+                body = {
+                    "user_id": rng.choice(users),
+                    "item_id": rng.choice(self.items),
+                    "event_type": rng.choice(EVENT_TYPES),
+                    "event_id": f"{self.prefix}-{client}-e{counter}",
+                }
+                kind = "event"
+            else:
+                if not await self._page(http, rng.choice(users)):
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                continue
+            if not await self._post(http, body, kind):
+                unacked.append(body)
+                await asyncio.sleep(RETRY_PAUSE_S)
+        return unacked
+
+    async def _post(self, http: Any, body: dict[str, Any], kind: str) -> bool:
+        self.result.sent.add(body["event_id"])
+        started = self.now()
+        try:
+            async with http.post("/v1/events", json=body) as response:
+                payload = await response.read()
+                status = response.status
+        except Exception as exc:
+            self.result.samples.append(Sample(started, self.now(), kind, type(exc).__name__, str(exc)[:200]))
+            return False
+        self.result.samples.append(Sample(started, self.now(), kind, *_outcome(status, payload)))
+        if status != 200:
+            return False
+        (ack,) = json.loads(payload)["acks"]
+        self.result.acked.add(ack["event_id"])
+        if kind == "event-retry" and ack["status"] == "duplicate":
+            self.result.duplicates_acked += 1
+        return True
+
+    async def _page(self, http: Any, user: str) -> bool:
+        started = self.now()
+        try:
+            async with http.get(f"/v1/users/{user}/recommendations", params={"k": "10"}) as response:
+                payload = await response.read()
+                status = response.status
+        except Exception as exc:
+            self.result.samples.append(
+                Sample(started, self.now(), "page", type(exc).__name__, str(exc)[:200])
+            )
+            return False
+        self.result.samples.append(Sample(started, self.now(), "page", *_outcome(status, payload)))
+        return status == 200
+
+
+def _outcome(status: int, body: bytes) -> tuple[str, str]:
+    if 200 <= status < 300:
+        return "ok", ""
+    return ("503" if status == 503 else f"HTTP {status}"), body[:200].decode(errors="replace")
+
+
+# ------------------------------------------------------------------------------------------ faults
+@dataclass
+class Fault:
+    """One fault injected mid-load and how the service came back (times in load seconds)."""
+
+    name: str
+    at: float
+    """When the fault was injected (just before the kill)."""
+    detail: str = ""
+    ingress: bool = False
+    """Whether the killed replica was an ingress (gateway) replica, whose in-flight requests die with it."""
+    killed_at: float = 0.0
+    """When the kill call returned."""
+    replaced_after_s: float | None = None
+    """Until Serve listed a new replica (replica kills) or the store answered again (store kill)."""
+    failed: collections.Counter[str] = field(default_factory=collections.Counter)
+    failure_details: collections.Counter[str] = field(default_factory=collections.Counter)
+    recovered_after_s: float = 0.0
+    """From the fault until the end of the last request it failed or held up: the last failure that
+    ended after the fault (and started before the next one), or the last request in flight at the
+    fault when none failed."""
+
+    def measure(self, result: LoadResult, until: float) -> None:
+        """Attribute to this fault the failures that ended after it and before ``until`` (the next one)."""
+        failures = [s for s in result.samples if self.at <= s.end < until and s.outcome != "ok"]
+        in_flight = [s for s in result.samples if s.start <= self.killed_at and s.end >= self.at]
+        self.failed = collections.Counter(s.outcome for s in failures)
+        self.failure_details = collections.Counter(f"{s.outcome}: {s.detail[:90]}" for s in failures)
+        self.recovered_after_s = max((s.end for s in failures or in_flight), default=self.at) - self.at
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "fault": self.name,
+            "at_s": round(self.at, 2),
+            "detail": self.detail,
+            "replaced_after_s": self.replaced_after_s,
+            "failed": dict(self.failed),
+            "failure_details": dict(self.failure_details.most_common(5)),
+            "recovered_after_s": round(self.recovered_after_s, 2),
+        }
+
+
+def replica_actor_names(app: str, deployment: str) -> list[str]:
+    """Names of the live replica actors of one deployment (Serve names them in namespace ``serve``)."""
+    import ray
+
+    prefix = f"SERVE_REPLICA::{app}#{deployment}#"
+    return sorted(
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["namespace"] == "serve" and actor["name"].startswith(prefix)
+    )
+
+
+def kill_replica(
+    load: Load, app: str, deployment: str, *, ingress: bool = False, replace_timeout_s: float = 120.0
+) -> Fault:
+    """``ray.kill`` one replica of ``deployment`` (Serve starts another); wait until it is listed."""
+    import ray
+
+    before = replica_actor_names(app, deployment)
+    if not before:
+        raise RuntimeError(f"no live replica of {app}/{deployment} to kill")
+    victim = before[0]
+    fault = Fault(f"kill {deployment} replica", load.now(), detail=victim.rsplit("#", 1)[-1], ingress=ingress)
+    ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=False)
+    fault.killed_at = load.now()
+    deadline = time.monotonic() + replace_timeout_s
+    while time.monotonic() < deadline:
+        names = replica_actor_names(app, deployment)
+        if victim not in names and len(names) >= len(before):
+            fault.replaced_after_s = round(load.now() - fault.at, 2)
+            break
+        time.sleep(0.1)
+    log(f"{fault.name} at {fault.at:.1f} s: replaced after {fault.replaced_after_s} s")
+    return fault
+
+
+def kill_redis(load: Load, server: Any, *, down_s: float) -> Fault:
+    """SIGKILL the ``redis-server``, keep it down ``down_s`` seconds, start it on the same port and AOF dir.
+
+    ``server`` is a :class:`tests._redis.RedisServer` (``stop(crash=True)`` and ``start()``).
+    """
+    fault = Fault("kill redis-server", load.now(), detail=f"down {down_s:g} s, restarted on the same AOF")
+    server.stop(crash=True)
+    fault.killed_at = load.now()
+    time.sleep(down_s)
+    server.start()
+    fault.replaced_after_s = round(load.now() - fault.at, 2)
+    log(f"{fault.name} at {fault.at:.1f} s: answering again after {fault.replaced_after_s} s")
+    return fault
+
+
+def run_with_faults(
+    load: Load, faults: Sequence[tuple[float, Callable[[Load], Fault]]]
+) -> tuple[LoadResult, list[Fault]]:
+    """Run ``load``, injecting each fault at its time (load seconds); attribute failures to faults."""
+    load.start()
+    done: list[Fault] = []
+    for at, inject in faults:
+        time.sleep(max(0.0, at - load.now()))
+        done.append(inject(load))
+    result = load.join()
+    bounds = [f.at for f in done[1:]] + [math.inf]
+    for fault, until in zip(done, bounds, strict=True):
+        fault.measure(result, until)
+    return result, done
+
+
+def probe(load: Load, count: int = 10) -> dict[str, int]:
+    """After the load and its faults: ``count`` pages and events, one at a time; how many answered 200."""
+    import requests
+
+    ok: collections.Counter[str] = collections.Counter(page=0, event=0)
+    with requests.Session() as http:
+        for n in range(count):
+            user = load.users[n % len(load.users)]
+            page = http.get(f"{load.base}/v1/users/{user}/recommendations", params={"k": 10}, timeout=60)
+            ok["page"] += page.status_code == 200
+            body = {"user_id": user, "item_id": load.items[n], "event_type": "click"}
+            body["event_id"] = f"{load.prefix}-probe-{n}"
+            load.result.sent.add(body["event_id"])
+            event = http.post(f"{load.base}/v1/events", json=body, timeout=60)
+            if event.status_code == 200:
+                ok["event"] += 1
+                load.result.acked.add(body["event_id"])
+    return dict(ok)
+
+
+# ------------------------------------------------------------------------------------------ store checks
+def stored_event_ids(store: Any, users: Iterable[str]) -> list[str]:
+    """Every event id the store holds for ``users`` (read through :mod:`recsys.store`), with repeats."""
+    return [stored.event.event_id for user in users for stored in store.events_for_user(user)]
+
+
+def stored_states(store: Any, users: Iterable[str]) -> dict[str, tuple[int, bytes, int] | None]:
+    """Each user's stored state as ``(version, bytes, seq)``."""
+    out: dict[str, tuple[int, bytes, int] | None] = {}
+    for user in users:
+        state = store.get_state(user)
+        out[user] = None if state is None else (state.version, state.data, state.seq)
+    return out
+
+
+def settled_states(
+    store: Any, users: Sequence[str], *, timeout_s: float = 60.0
+) -> dict[str, tuple[int, bytes, int] | None]:
+    """The states once they stop changing (each page is counted in the user's state after responding)."""
+    deadline = time.monotonic() + timeout_s
+    previous = stored_states(store, users)
+    while True:
+        time.sleep(QUIET_S)
+        current = stored_states(store, users)
+        if current == previous or time.monotonic() > deadline:
+            return current
+        previous = current
+
+
+# ------------------------------------------------------------------------------------------ restart
+def page_signature(page: dict[str, Any]) -> list[tuple[str, str, float]]:
+    """A page's items as ``(item_id, provenance, score rounded)`` for comparing two pages."""
+    return [(i["item_id"], i["provenance"], round(float(i["score"]), 5)) for i in page["items"]]
+
+
+def engine_page(engine: Any, user: str, k: int = 10) -> list[tuple[str, str, float]]:
+    """The page ``engine`` (a :class:`recsys.engine.Engine` on the same bundle and store) would serve."""
+    page = engine.recommend(user, k)
+    provenance = {"popular": "popular-fallback"}
+    return [
+        (
+            engine.item_id(r.item),
+            provenance.get(r.provenance, r.provenance),
+            round(float(r.score) if math.isfinite(r.score) else 0.0, 5),
+        )
+        for r in page.items
+    ]
+
+
+def get_pages(base: str, users: Sequence[str], k: int = 10) -> dict[str, dict[str, Any]]:
+    import requests
+
+    pages = {}
+    with requests.Session() as http:
+        for user in users:
+            response = http.get(f"{base}/v1/users/{user}/recommendations", params={"k": k}, timeout=60)
+            response.raise_for_status()
+            pages[user] = response.json()
+    return pages
+
+
+@dataclass
+class RestartCheck:
+    """A whole-app restart on the same store: states and pages before and after."""
+
+    users: int
+    states_identical: int
+    states_differing: list[str]
+    pages_checked: int
+    old_app_matches_engine: int
+    pages_identical_after_restart: int
+    pages_differing: list[str]
+    shutdown_s: float
+    start_s: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "users": self.users,
+            "states_identical": self.states_identical,
+            "states_differing": len(self.states_differing),
+            "pages_checked": self.pages_checked,
+            "old_app_matches_engine": self.old_app_matches_engine,
+            "pages_identical_after_restart": self.pages_identical_after_restart,
+            "pages_differing": len(self.pages_differing),
+            "shutdown_s": round(self.shutdown_s, 1),
+            "start_s": round(self.start_s, 1),
+        }
+
+
+def restart_check(
+    base: str,
+    store: Any,
+    engine: Any,
+    users: Sequence[str],
+    *,
+    stop: Callable[[], None],
+    start: Callable[[], None],
+    pseudonym: Callable[[str], str],
+    page_users: int = 32,
+) -> RestartCheck:
+    """Stop and start the whole app on the same store; compare every user's state and sampled pages.
+
+    ``engine`` computes pages from the stored state in this process without recording them. It is
+    first checked against the running app's own pages, then predicts the page the app must serve
+    right after the restart. The store and ``engine`` know users by ``pseudonym(user)``, HTTP by their id.
+    """
+    sample = list(users[:page_users])
+    stored_as = [pseudonym(user) for user in users]
+    settled_states(store, stored_as)
+    expected_now = {user: engine_page(engine, pseudonym(user)) for user in sample}
+    served = get_pages(base, sample)
+    old_matches = sum(page_signature(served[u]) == expected_now[u] for u in sample)
+    before = settled_states(store, stored_as)
+    expected_next = {user: engine_page(engine, pseudonym(user)) for user in sample}
+    started = time.perf_counter()
+    stop()
+    shutdown_s = time.perf_counter() - started
+    started = time.perf_counter()
+    start()
+    start_s = time.perf_counter() - started
+    after = stored_states(store, stored_as)
+    differing = [u for u, key in zip(users, stored_as, strict=True) if before[key] != after[key]]
+    pages = get_pages(base, sample)
+    pages_differing = [u for u in sample if page_signature(pages[u]) != expected_next[u]]
+    return RestartCheck(
+        users=len(users),
+        states_identical=len(users) - len(differing),
+        states_differing=differing,
+        pages_checked=len(sample),
+        old_app_matches_engine=old_matches,
+        pages_identical_after_restart=len(sample) - len(pages_differing),
+        pages_differing=pages_differing,
+        shutdown_s=shutdown_s,
+        start_s=start_s,
+    )
+
+
+# ------------------------------------------------------------------------------------------ the app
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+@dataclass
+class Deployment:
+    """The Wayfinder app on Serve at a fixed loopback port, which it keeps across restarts."""
+
+    bundle: Path
+    store_url: str
+    port: int
+    name: str = "soak"
+    gateway_replicas: int = 2
+    updater_replicas: int = 1
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def args(self) -> Any:
+        from serving.app import ServingArgs
+
+        return ServingArgs(
+            bundle=str(self.bundle),
+            store_url=self.store_url,
+            gateway_replicas=self.gateway_replicas,
+            updater_replicas=self.updater_replicas,
+            event_path="updater",  # events through the EmbeddingUpdater, the replica the faults kill
+        ).resolved()
+
+    def start(self) -> None:
+        """``serve.start`` on the port, then ``serve.run`` of the app (returns when it is running)."""
+        from ray import serve
+
+        from serving.app import build_app
+
+        serve.start(http_options={"host": "127.0.0.1", "port": self.port}, logging_config=QUIET)
+        serve.run(build_app(self.args()), name=self.name, route_prefix="/", logging_config=QUIET)
+
+    def stop(self) -> None:
+        from ray import serve
+
+        serve.shutdown()
+
+    def engine(self) -> Any:
+        """An engine on the same bundle and store in this process (reads only; for expected pages)."""
+        from serving.app import make_engine
+
+        return make_engine(self.args())
+
+
+def catalogue(bundle: Path) -> list[str]:
+    from recsys.data.ids import IdIndex
+
+    return [str(item) for item in IdIndex.load(bundle / "ids" / "items.parquet").ids]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ------------------------------------------------------------------------------------------ one scenario
+@dataclass
+class Scenario:
+    """Everything one backend's run measured."""
+
+    backend: str
+    clients: int
+    duration: float
+    users: list[str]
+    load: LoadResult
+    faults: list[Fault]
+    probe: dict[str, int]
+    """Pages and events answered 200 right after the load (of :data:`PROBES` each)."""
+    stored_ids: list[str]
+    restart: RestartCheck
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "clients": self.clients,
+            "duration_s": self.duration,
+            "users": len(self.users),
+            "load": self.load.summary(self.faults),
+            "faults": [f.summary() for f in self.faults],
+            "probe_ok": self.probe,
+            "stored_events": len(self.stored_ids),
+            "stored_distinct": len(set(self.stored_ids)),
+            "acked_missing_from_store": len(self.load.acked - set(self.stored_ids)),
+            "stored_but_not_acked": len(set(self.stored_ids) - self.load.acked),
+            "restart": self.restart.summary(),
+        }
+
+
+def run_scenario(
+    deployment: Deployment,
+    *,
+    backend: str,
+    clients: int,
+    duration: float,
+    redis_server: Any = None,
+    redis_down_s: float = 2.0,
+) -> Scenario:
+    """Deploy, load with an updater kill at 25% and a store-process fault at 50%, check, restart."""
+    from recsys.store import open_store
+
+    deployment.start()
+    prefix = f"soak-{uuid.uuid4().hex[:6]}"
+    load = Load(
+        deployment.base, catalogue(deployment.bundle), clients=clients, duration=duration, prefix=prefix
+    )
+
+    def updater_fault(running: Load) -> Fault:
+        return kill_replica(running, deployment.name, "EmbeddingUpdater")
+
+    def store_fault(running: Load) -> Fault:
+        if backend == "redis":
+            return kill_redis(running, redis_server, down_s=redis_down_s)
+        # SQLite lives in the app's process: kill the process that reads and writes it
+        return kill_replica(running, deployment.name, "Gateway", ingress=True)
+
+    log(f"{backend}: {clients} clients for {duration:g} s against {deployment.base}")
+    result, faults = run_with_faults(
+        load, [(UPDATER_FAULT_AT * duration, updater_fault), (STORE_FAULT_AT * duration, store_fault)]
+    )
+    log(f"{backend}: load done, {json.dumps(result.summary(faults))}")
+    probed = probe(load, PROBES)
+    store = open_store(deployment.store_url)
+    try:
+        pseudonym = deployment.args().pseudonymiser()
+        stored = stored_event_ids(store, [pseudonym(user) for user in load.users])
+        engine = deployment.engine()
+        restart = restart_check(
+            deployment.base,
+            store,
+            engine,
+            load.users,
+            stop=deployment.stop,
+            start=deployment.start,
+            pseudonym=pseudonym,
+        )
+    finally:
+        store.close()
+    return Scenario(backend, clients, duration, load.users, result, faults, probed, stored, restart)
+
+
+# ------------------------------------------------------------------------------------------ report
+def _ms(value: float) -> str:
+    return "–" if math.isnan(value) else f"{value:,.0f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    lines = [
+        "## Reliability: soak with faults and a restart (`python -m benchmarks.soak`)",
+        "",
+        f"{results['clients']} concurrent clients (asyncio + aiohttp, one keep-alive connection each) for "
+        f"{results['duration_s']:g} s against the real app (Ray Serve over HTTP on a local Ray cluster, "
+        "two gateway replicas, one updater replica, ml-latest-small bundle), half `POST /v1/events` "
+        "(one event, a unique `event_id`), half `GET /v1/users/{u}/recommendations?k=10`, "
+        f"{USERS_PER_CLIENT} users per client. At 25% of the run an `EmbeddingUpdater` replica is "
+        "killed (`ray.kill`; Serve replaces it); at 50% the store's process: `redis-server` SIGKILLed "
+        f"and restarted on the same port and AOF (`appendfsync always`) after {results['redis_down_s']:g} s, "
+        "or for SQLite, whose store lives in the app's process, a gateway replica. A client sends an "
+        "unacknowledged event again later with the same `event_id`. Then the whole app is restarted "
+        "(`serve.shutdown`, `serve.run`) on the same store.",
+        "",
+        f"Machine: {machine['cpus']} CPUs shared with other jobs (load average {machine['load_start']:.0f} "
+        f"at the start, {machine['load_end']:.0f} at the end), so latencies are upper bounds; the load "
+        "generator runs on the same cores.",
+        "",
+        "| store | requests | ok/s | p50 ms | p99 ms | page p50/p99 ms | event p50/p99 ms | 503 | "
+        "500 (in flight on the killed gateway) | other 5xx | client errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        load = run["load"]
+        outcomes = load["outcomes"]
+        lines.append(
+            f"| {run['backend']} | {load['requests']:,} | {load['ok_per_s']:.1f} | {_ms(load['p50_ms'])} | "
+            f"{_ms(load['p99_ms'])} | {_ms(load['page_p50_ms'])} / {_ms(load['page_p99_ms'])} | "
+            f"{_ms(load['event_p50_ms'])} / {_ms(load['event_p99_ms'])} | {outcomes.get('503', 0)} | "
+            f"{load['lost_with_killed_gateway']} | {load['server_errors_other_than_503']} | "
+            f"{load['client_errors']} |"
+        )
+    lines += [
+        "",
+        "| store | events sent | acknowledged | in the store | acknowledged but missing | stored twice | "
+        "retries answered `duplicate` |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        load = run["load"]
+        lines.append(
+            f"| {run['backend']} | {load['events_sent']:,} | {load['events_acked']:,} | "
+            f"{run['stored_events']:,} | {run['acked_missing_from_store']} | "
+            f"{run['stored_events'] - run['stored_distinct']} | {load['retries_answered_duplicate']} |"
+        )
+    lines += [
+        "",
+        "| store | fault | at s | replaced / answering after s | failed requests | "
+        "all requests ok again after s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        for fault in run["faults"]:
+            failed = ", ".join(f"{n} × {k}" for k, n in sorted(fault["failed"].items())) or "none"
+            lines.append(
+                f"| {run['backend']} | {fault['fault']} | {fault['at_s']:.1f} | "
+                f"{fault['replaced_after_s']} | {failed} | {fault['recovered_after_s']:.1f} |"
+            )
+    lines += [
+        "",
+        "| store | users | states identical after restart | pages: old app = engine | "
+        "first page after restart = predicted | shutdown s | start s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        r = run["restart"]
+        lines.append(
+            f"| {run['backend']} | {r['users']} | {r['states_identical']}/{r['users']} | "
+            f"{r['old_app_matches_engine']}/{r['pages_checked']} | "
+            f"{r['pages_identical_after_restart']}/{r['pages_checked']} | "
+            f"{r['shutdown_s']} | {r['start_s']} |"
+        )
+    lines += [
+        "",
+        '"All requests ok again after" is the time from the fault to the end of the last request it '
+        "failed (failures are counted for the latest fault before they ended), or, when none failed, of "
+        "the last request in flight at the fault. A 503 is the app's clean answer while the store or "
+        "the updater is away (`StoreError`, the updater replica dying mid-call or not answering within "
+        "`updater_timeout_s`); requests in flight on a gateway replica when it is killed die with its "
+        "process, and Serve's proxy answers those 500 (counted apart; their events were sent again and "
+        'acknowledged). "Pages: old app = engine" checks that an '
+        "engine on the same bundle and store in the benchmark's process computes exactly the page the "
+        "running app served; it then predicts the first page after the restart from the stored state.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load per backend")
+    parser.add_argument("--backends", default="sqlite,redis")
+    parser.add_argument("--redis-down", type=float, default=2.0, help="seconds redis-server stays down")
+    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wf-bench-soak")
+    parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+
+    import ray
+
+    from benchmarks._report import write_section
+    from benchmarks.serving import ENV, ensure_bundle
+    from jobs._ray import init_ray
+    from tests._redis import RedisServer
+
+    for name, value in ENV.items():
+        os.environ.setdefault(name, value)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    bundle, _ = ensure_bundle(args.workdir)
+    load_start = os.getloadavg()[0]
+    temp_dir = tempfile.mkdtemp(prefix="wf-ray-", dir="/tmp")
+    redis_dir = Path(tempfile.mkdtemp(prefix="wf-soak-redis-"))
+    runs = []
+    init_ray(num_cpus=2, temp_dir=temp_dir)
+    server = None
+    try:
+        for backend in args.backends.split(","):
+            if backend == "redis":
+                binary = shutil.which("redis-server")
+                if binary is None:
+                    raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+                server = RedisServer(binary, redis_dir)
+                server.start()
+                store_url = f"{server.url}?prefix=soak-{uuid.uuid4().hex[:6]}:&require_fsync=true"
+            else:
+                db = args.workdir / "soak.db"
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+                store_url = f"sqlite:///{db}"
+            deployment = Deployment(bundle=bundle, store_url=store_url, port=free_port())
+            try:
+                scenario = run_scenario(
+                    deployment,
+                    backend=backend,
+                    clients=args.clients,
+                    duration=args.duration,
+                    redis_server=server,
+                    redis_down_s=args.redis_down,
+                )
+            finally:
+                deployment.stop()
+            runs.append(scenario.summary())
+            log(f"{backend}: {json.dumps(runs[-1])}")
+    finally:
+        if server is not None:
+            server.stop()
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(redis_dir, ignore_errors=True)
+    results = {
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "redis_down_s": args.redis_down,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_start": load_start,
+            "load_end": os.getloadavg()[0],
+        },
+        "runs": runs,
+    }
+    (REPO / "benchmarks" / "results").mkdir(exist_ok=True)
+    (REPO / "benchmarks" / "results" / "soak.json").write_text(json.dumps(results, indent=1))
+    text = render(results)
+    print(text)
+    if not args.no_write:
+        write_section("soak", text)
+
+
+if __name__ == "__main__":
+    main()
