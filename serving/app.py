@@ -29,7 +29,8 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
@@ -214,6 +215,17 @@ def _json(model: BaseModel) -> Response:
     return Response(content=model.model_dump_json(), media_type="application/json")
 
 
+@contextmanager
+def store_errors_counted(operation: str) -> Iterator[None]:
+    """Count and log (without user data) a :class:`StoreError` raised inside, then re-raise it."""
+    try:
+        yield
+    except StoreError as exc:
+        serving_metrics().store_error(operation, exc)
+        log_failure(operation, exc)
+        raise
+
+
 class _Locked:
     """Runs engine calls in a worker thread, one at a time (the engine is not thread-safe)."""
 
@@ -222,15 +234,9 @@ class _Locked:
         self._lock = threading.Lock()
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._lock:
-            try:
-                self.engine.sync()
-                return fn(*args, **kwargs)
-            except StoreError as exc:
-                operation = getattr(fn, "__name__", "engine")
-                serving_metrics().store_error(operation, exc)
-                log_failure(operation, exc)
-                raise
+        with self._lock, store_errors_counted(getattr(fn, "__name__", "engine")):
+            self.engine.sync()
+            return fn(*args, **kwargs)
 
     async def __call__(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self._call, fn, *args, **kwargs)
@@ -399,11 +405,12 @@ class Gateway(DemoRoutes):
         flat = [event for events in requests for event in events]
 
         def apply() -> list[Ack]:
-            if self.experiments.overrides_updates:  # each user's events through their variant's updater
-                return [self.experiments.engine_for_user(e.user_id).ingest([e])[0] for e in flat]
-            engine = self.engine.engine
-            engine.sync()
-            return engine.ingest(flat)
+            with store_errors_counted("ingest"):
+                if self.experiments.overrides_updates:  # each user's events through their variant's updater
+                    return [self.experiments.engine_for_user(e.user_id).ingest([e])[0] for e in flat]
+                engine = self.engine.engine
+                engine.sync()
+                return engine.ingest(flat)
 
         started = time.perf_counter()
         acks = await asyncio.to_thread(apply)
@@ -474,13 +481,14 @@ class Gateway(DemoRoutes):
     ) -> list[Page]:
         """Rank a batch of concurrent requests right here: ranking is CPU-bound and runs on Serve's
         user-code loop, so a worker-thread hop would only add a handover (measured: slower)."""
-        self.engine.engine.sync()
-        return [
-            self.experiments.engine(variant).recommend(
-                user, k, include_categories=categories, exclude_item_ids=exclude
-            )
-            for user, k, categories, exclude, variant in requests
-        ]
+        with store_errors_counted("recommend"):
+            self.engine.engine.sync()
+            return [
+                self.experiments.engine(variant).recommend(
+                    user, k, include_categories=categories, exclude_item_ids=exclude
+                )
+                for user, k, categories, exclude, variant in requests
+            ]
 
     def served_later(self, page: Page, variant: str | None = None) -> None:
         """Count the page for the journey policy and promotion caps after answering (the engine's

@@ -1,4 +1,4 @@
-"""A real ``redis-server`` for tests, as a pytest plugin: ``pytest_plugins = ["tests._redis"]``.
+"""A real ``redis-server`` for tests, as a pytest plugin (tests/conftest.py loads it).
 
 The server listens on a free loopback port, keeps its files in a temporary directory and runs with
 ``appendonly yes`` + ``appendfsync always`` (acknowledged means durable), as production should.

@@ -34,7 +34,6 @@ from tests.conftest import REPO
 if TYPE_CHECKING:
     from tests._redis import RedisServer
 
-pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.slow
 
 

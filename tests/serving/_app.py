@@ -14,13 +14,25 @@ from recsys.engine import train_bundle
 from tests._cluster import free_port
 
 
-def small_bundle(root: Path) -> Path:
-    """A serving bundle on a small synthetic catalogue (a few seconds to build)."""
-    config = SyntheticConfig(seed=11, n_events=10_000, n_items=150, n_clusters=4, dirt=DirtConfig.none())
+def small_bundle(
+    root: Path,
+    *,
+    seed: int = 11,
+    n_events: int = 10_000,
+    n_items: int = 150,
+    n_clusters: int = 4,
+    factors: int = 8,
+    iterations: int = 4,
+) -> Path:
+    """A serving bundle on a small synthetic catalogue with planted taste clusters (seconds to build)."""
+    config = SyntheticConfig(
+        seed=seed, n_events=n_events, n_items=n_items, n_clusters=n_clusters, dirt=DirtConfig.none()
+    )
     generate(config, str(root / "raw"))
     source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
     preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
-    train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 8, "iterations": 4})
+    space = {"family": "als", "factors": factors, "iterations": iterations}
+    train_bundle(root / "data", root / "bundle", space=space)
     return root / "bundle"
 
 

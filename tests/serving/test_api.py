@@ -10,40 +10,23 @@ from typing import Any
 import pytest
 import requests
 
-from recsys.data.runner import SerialExecutor, preprocess
-from recsys.data.sources import parse_source
-from recsys.data.storage import Location
-from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
-from recsys.engine import train_bundle
-from tests._cluster import free_port
+from tests.serving._app import serve_on_free_port, small_bundle
 
-pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A serving bundle fitted on a small synthetic catalogue with planted taste clusters."""
-    root = tmp_path_factory.mktemp("serving")
-    config = SyntheticConfig(seed=5, n_events=20_000, n_items=300, n_clusters=6, dirt=DirtConfig.none())
-    generate(config, str(root / "raw"))
-    source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
-    preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
-    train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 16, "iterations": 8})
-    return root / "bundle"
+    return small_bundle(
+        tmp_path_factory.mktemp("serving"), seed=5, n_events=20_000, n_items=300, n_clusters=6,
+        factors=16, iterations=8,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def http_port() -> Iterator[int]:
-    from ray import serve
-
-    port = free_port()
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": port},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
-    )
-    yield port
-    serve.shutdown()
+    with serve_on_free_port() as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

@@ -18,7 +18,6 @@ from serving.auth import AuthConfig
 from serving.privacy import PrivacyConfig
 from tests.serving._app import serve_on_free_port, small_bundle
 
-pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 

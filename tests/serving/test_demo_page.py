@@ -14,15 +14,10 @@ from typing import Any
 import pytest
 import requests
 
-from recsys.data.runner import SerialExecutor, preprocess
-from recsys.data.sources import parse_source
-from recsys.data.storage import Location
-from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
-from recsys.engine import train_bundle
 from recsys.store import open_store
 from serving.api_keys import add_key, new_key
 from serving.auth import AuthConfig
-from tests._cluster import free_port
+from tests.serving._app import serve_on_free_port, small_bundle
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
@@ -42,14 +37,10 @@ N_ITEMS = 300
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A serving bundle fitted on a small synthetic catalogue with planted taste clusters."""
-    root = tmp_path_factory.mktemp("demo")
-    config = SyntheticConfig(seed=5, n_events=20_000, n_items=N_ITEMS, n_clusters=6, dirt=DirtConfig.none())
-    generate(config, str(root / "raw"))
-    source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
-    preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
-    train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 16, "iterations": 8})
-    return root / "bundle"
+    return small_bundle(
+        tmp_path_factory.mktemp("demo"), seed=5, n_events=20_000, n_items=N_ITEMS, n_clusters=6,
+        factors=16, iterations=8,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -79,15 +70,10 @@ def url(serving_args: Any) -> Iterator[str]:
 
     from serving.app import build_app
 
-    port = free_port()
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": port},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
-    )
-    serve.run(build_app(serving_args), name="demo", route_prefix="/")
-    yield f"http://127.0.0.1:{port}"
-    serve.delete("demo")
-    serve.shutdown()
+    with serve_on_free_port() as base:
+        serve.run(build_app(serving_args), name="demo", route_prefix="/")
+        yield base
+        serve.delete("demo")
 
 
 @pytest.fixture(scope="module")

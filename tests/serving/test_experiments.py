@@ -12,16 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from recsys.data.runner import SerialExecutor, preprocess
-from recsys.data.sources import parse_source
-from recsys.data.storage import Location
-from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
-from recsys.engine import train_bundle
 from recsys.experiments import Experiment, assign
 from serving.privacy import PrivacyConfig
-from tests._cluster import free_port
+from tests.serving._app import serve_on_free_port, small_bundle
 
-pytest_plugins = ["tests._redis"]
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 HMAC_KEY = secrets.token_hex(32)
@@ -45,26 +39,16 @@ EXPERIMENT = Experiment.model_validate(
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ab")
-    config = SyntheticConfig(seed=3, n_events=10_000, n_items=200, n_clusters=4, dirt=DirtConfig.none())
-    generate(config, str(root / "raw"))
-    source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
-    preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
-    train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 8, "iterations": 4})
-    return root / "bundle"
+    return small_bundle(
+        tmp_path_factory.mktemp("ab"), seed=3, n_events=10_000, n_items=200, n_clusters=4,
+        factors=8, iterations=4,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def http_port() -> Iterator[int]:
-    from ray import serve
-
-    port = free_port()
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": port},
-        logging_config={"enable_access_log": False, "log_level": "WARNING"},
-    )
-    yield port
-    serve.shutdown()
+    with serve_on_free_port() as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

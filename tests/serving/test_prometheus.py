@@ -27,15 +27,11 @@ import pytest
 import requests
 import yaml
 
-from recsys.data.runner import SerialExecutor, preprocess
-from recsys.data.sources import parse_source
-from recsys.data.storage import Location
-from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
-from recsys.engine import train_bundle
 from serving.logs import LOG_KEY_ENV, pseudonym
 from serving.metrics import ServingMetrics, model_identity
 from tests._cluster import free_port
 from tests._redis import RedisServer
+from tests.serving._app import small_bundle
 
 REPO = Path(__file__).resolve().parents[2]
 APP = "monitoring"
@@ -46,13 +42,10 @@ SERIES_DEADLINE_S = 90.0
 # ---------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("monitoring")
-    config = SyntheticConfig(seed=11, n_events=10_000, n_items=150, n_clusters=4, dirt=DirtConfig.none())
-    generate(config, str(root / "raw"))
-    source = parse_source(f"events:{root}/raw/events", items=f"{root}/raw/items", users=f"{root}/raw/users")
-    preprocess(source, Location.parse(str(root / "data")), executor=SerialExecutor())
-    train_bundle(root / "data", root / "bundle", space={"family": "als", "factors": 8, "iterations": 4})
-    return root / "bundle"
+    return small_bundle(
+        tmp_path_factory.mktemp("monitoring"), seed=11, n_events=10_000, n_items=150, n_clusters=4,
+        factors=8, iterations=4,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

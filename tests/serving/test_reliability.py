@@ -21,7 +21,6 @@ from recsys.data.storage import Location
 from recsys.data.synthetic import DirtConfig, SyntheticConfig, generate
 from recsys.engine import train_bundle
 
-pytest_plugins = ["tests._redis"]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
 CLIENTS = 12

@@ -24,7 +24,6 @@ from serving.auth import AuthConfig
 from serving.privacy import PrivacyConfig
 from tests.serving._app import serve_on_free_port, small_bundle
 
-pytest_plugins = ["tests._redis"]
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.slow]
 
 MAX_EXAMPLES = int(os.environ.get("WAYFINDER_FUZZ_EXAMPLES", "30"))  # per operation; raise it for a deep run

@@ -21,8 +21,6 @@ from recsys.errors import ArtifactError, ConfigError
 from recsys.store import Event, open_store
 from recsys.store.snapshot import replay, restore_snapshot, write_snapshot
 
-pytest_plugins = ["tests._redis"]
-
 ITEMS = [f"i{n}" for n in range(8)]
 
 

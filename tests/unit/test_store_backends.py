@@ -19,8 +19,6 @@ from recsys.store.snapshot import read_snapshot_info
 if TYPE_CHECKING:
     from tests._redis import RedisServer
 
-pytest_plugins = ["tests._redis"]
-
 
 def event(n: int) -> Event:
     return Event(f"e{n}", "u1", "i1", "view", timestamp_ms=n)

@@ -29,8 +29,6 @@ from recsys.store import (
 )
 from recsys.store.snapshot import read_snapshot_info, replay, restore_snapshot, write_snapshot
 
-pytest_plugins = ["tests._redis"]
-
 
 @dataclass
 class Backend:
