@@ -401,7 +401,7 @@ def run_with_faults(
         done.append(inject(load))
     result = load.join()
     bounds = [f.at for f in done[1:]] + [math.inf]
-    for fault, until in zip(done, bounds, strict=True):
+    for fault, until in zip(done, bounds[: len(done)], strict=True):
         fault.measure(result, until)
     return result, done
 
@@ -577,6 +577,8 @@ class Deployment:
     name: str = "soak"
     gateway_replicas: int = 2
     updater_replicas: int = 1
+    event_path: str = "updater"
+    """Through the EmbeddingUpdater (the replica the faults kill); ``gateway`` is the app's default."""
 
     @property
     def base(self) -> str:
@@ -590,7 +592,7 @@ class Deployment:
             store_url=self.store_url,
             gateway_replicas=self.gateway_replicas,
             updater_replicas=self.updater_replicas,
-            event_path="updater",  # events through the EmbeddingUpdater, the replica the faults kill
+            event_path=self.event_path,
         ).resolved()
 
     def start(self) -> None:
@@ -669,8 +671,10 @@ def run_scenario(
     duration: float,
     redis_server: Any = None,
     redis_down_s: float = 2.0,
+    faults: bool = True,
 ) -> Scenario:
-    """Deploy, load with an updater kill at 25% and a store-process fault at 50%, check, restart."""
+    """Deploy, load with an updater kill at 25% and a store-process fault at 50% (unless ``faults``
+    is false: the load alone), check, restart."""
     from recsys.store import open_store
 
     deployment.start()
@@ -689,10 +693,9 @@ def run_scenario(
         return kill_replica(running, deployment.name, "Gateway", ingress=True)
 
     log(f"{backend}: {clients} clients for {duration:g} s against {deployment.base}")
-    result, faults = run_with_faults(
-        load, [(UPDATER_FAULT_AT * duration, updater_fault), (STORE_FAULT_AT * duration, store_fault)]
-    )
-    log(f"{backend}: load done, {json.dumps(result.summary(faults))}")
+    planned = [(UPDATER_FAULT_AT * duration, updater_fault), (STORE_FAULT_AT * duration, store_fault)]
+    result, injected = run_with_faults(load, planned if faults else [])
+    log(f"{backend}: load done, {json.dumps(result.summary(injected))}")
     probed = probe(load, PROBES)
     store = open_store(deployment.store_url)
     try:
@@ -710,7 +713,7 @@ def run_scenario(
         )
     finally:
         store.close()
-    return Scenario(backend, clients, duration, load.users, result, faults, probed, stored, restart)
+    return Scenario(backend, clients, duration, load.users, result, injected, probed, stored, restart)
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -720,17 +723,25 @@ def _ms(value: float) -> str:
 
 def render(results: dict[str, Any]) -> str:
     machine = results["machine"]
+    faults = results.get("faults", True)
+    plan = (
+        "At 25% of the run an `EmbeddingUpdater` replica is "
+        "killed (`ray.kill`; Serve replaces it); at 50% the store's process: `redis-server` SIGKILLed "
+        f"and restarted on the same port and AOF (`appendfsync always`) after {results['redis_down_s']:g} s, "
+        "or for SQLite, whose store lives in the app's process, a gateway replica. "
+        if faults
+        else "No fault is injected: the load alone. "
+    )
     lines = [
-        "## Reliability: soak with faults and a restart (`python -m benchmarks.soak`)",
+        "## Reliability: soak with faults and a restart (`python -m benchmarks.soak`)"
+        if faults
+        else "## Reliability: soak without faults, then a restart (`python -m benchmarks.soak --no-faults`)",
         "",
         f"{results['clients']} concurrent clients (asyncio + aiohttp, one keep-alive connection each) for "
         f"{results['duration_s']:g} s against the real app (Ray Serve over HTTP on a local Ray cluster, "
         "two gateway replicas, one updater replica, ml-latest-small bundle), half `POST /v1/events` "
         "(one event, a unique `event_id`), half `GET /v1/users/{u}/recommendations?k=10`, "
-        f"{USERS_PER_CLIENT} users per client. At 25% of the run an `EmbeddingUpdater` replica is "
-        "killed (`ray.kill`; Serve replaces it); at 50% the store's process: `redis-server` SIGKILLed "
-        f"and restarted on the same port and AOF (`appendfsync always`) after {results['redis_down_s']:g} s, "
-        "or for SQLite, whose store lives in the app's process, a gateway replica. A client sends an "
+        f"{USERS_PER_CLIENT} users per client. {plan}A client sends an "
         "unacknowledged event again later with the same `event_id`. Then the whole app is restarted "
         "(`serve.shutdown`, `serve.run`) on the same store.",
         "",
@@ -765,12 +776,13 @@ def render(results: dict[str, Any]) -> str:
             f"{run['stored_events']:,} | {run['acked_missing_from_store']} | "
             f"{run['stored_events'] - run['stored_distinct']} | {load['retries_answered_duplicate']} |"
         )
-    lines += [
-        "",
-        "| store | fault | at s | replaced / answering after s | failed requests | "
-        "all requests ok again after s |",
-        "|---|---|---|---|---|---|",
-    ]
+    if faults:
+        lines += [
+            "",
+            "| store | fault | at s | replaced / answering after s | failed requests | "
+            "all requests ok again after s |",
+            "|---|---|---|---|---|---|",
+        ]
     for run in results["runs"]:
         for fault in run["faults"]:
             failed = ", ".join(f"{n} × {k}" for k, n in sorted(fault["failed"].items())) or "none"
@@ -815,6 +827,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-down", type=float, default=2.0, help="seconds redis-server stays down")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "wf-bench-soak")
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
+    parser.add_argument("--no-faults", action="store_true", help="the load alone (its own section)")
     args = parser.parse_args(argv)
 
     import ray
@@ -848,7 +861,8 @@ def main(argv: list[str] | None = None) -> None:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{db}{suffix}").unlink(missing_ok=True)
                 store_url = f"sqlite:///{db}"
-            deployment = Deployment(bundle=bundle, store_url=store_url, port=free_port())
+            path = "gateway" if args.no_faults else "updater"  # the load alone: the default event path
+            deployment = Deployment(bundle=bundle, store_url=store_url, port=free_port(), event_path=path)
             try:
                 scenario = run_scenario(
                     deployment,
@@ -857,6 +871,7 @@ def main(argv: list[str] | None = None) -> None:
                     duration=args.duration,
                     redis_server=server,
                     redis_down_s=args.redis_down,
+                    faults=not args.no_faults,
                 )
             finally:
                 deployment.stop()
@@ -872,6 +887,7 @@ def main(argv: list[str] | None = None) -> None:
         "clients": args.clients,
         "duration_s": args.duration,
         "redis_down_s": args.redis_down,
+        "faults": not args.no_faults,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -881,11 +897,12 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
     }
     (REPO / "benchmarks" / "results").mkdir(exist_ok=True)
-    (REPO / "benchmarks" / "results" / "soak.json").write_text(json.dumps(results, indent=1))
+    name = "soak-clean" if args.no_faults else "soak"
+    (REPO / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(results, indent=1))
     text = render(results)
     print(text)
     if not args.no_write:
-        write_section("soak", text)
+        write_section(name, text)
 
 
 if __name__ == "__main__":
