@@ -3,8 +3,8 @@
 Shape, chosen for latency (every handle hop costs 5-9 ms here, see the Ray guide):
 
 * ``Gateway`` is the ingress *and* the ranker: it loads the serving bundle once, reads the user's
-  state from the shared store and ranks in the same replica (no hop on ``GET .../recommendations``),
-  batching concurrent ranking calls with ``@serve.batch``.
+  state from the shared store and ranks in the same replica, on Serve's loop (no hop, no thread
+  and no batch queue on ``GET .../recommendations``: each cost more than it saved, measured).
 * ``POST /v1/events`` is applied in the gateway too (no hop): concurrent requests are batched with
   ``@serve.batch`` and written in one worker-thread call, one durable commit per round of one event
   per user (``Engine.ingest``), before any of them is acknowledged.
@@ -445,7 +445,7 @@ class Gateway(DemoRoutes):
         uid = self.pseudonym(user_id)
         running = self.experiments.active
         variant = await asyncio.to_thread(self.experiments.assign, uid) if running else None
-        page: Page = await self.rank((uid, k, category, excluded, variant))
+        page = self.rank(uid, k, category, excluded, variant)
         self.served_later(page, variant)
         items = [self.item_out(r) for r in page.items]
         request_id = uuid.uuid4().hex
@@ -475,20 +475,17 @@ class Gateway(DemoRoutes):
             )
         )
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)  # batch what queued; never wait
-    async def rank(
-        self, requests: list[tuple[str, int, list[str] | None, list[str], str | None]]
-    ) -> list[Page]:
-        """Rank a batch of concurrent requests right here: ranking is CPU-bound and runs on Serve's
-        user-code loop, so a worker-thread hop would only add a handover (measured: slower)."""
+    def rank(
+        self, user: str, k: int, categories: list[str] | None, exclude: list[str], variant: str | None
+    ) -> Page:
+        """Rank right here, on Serve's user-code loop: ranking is CPU-bound, so neither a worker
+        thread nor ``@serve.batch`` helps (measured: the batch queue alone cost 0.2-0.3 ms of CPU
+        per call, more than it saved; see BENCHMARKS.md)."""
         with store_errors_counted("recommend"):
             self.engine.engine.sync()
-            return [
-                self.experiments.engine(variant).recommend(
-                    user, k, include_categories=categories, exclude_item_ids=exclude
-                )
-                for user, k, categories, exclude, variant in requests
-            ]
+            return self.experiments.engine(variant).recommend(
+                user, k, include_categories=categories, exclude_item_ids=exclude
+            )
 
     def served_later(self, page: Page, variant: str | None = None) -> None:
         """Count the page for the journey policy and promotion caps after answering (the engine's

@@ -11,11 +11,11 @@ with the same ``event_id`` is safe.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError
@@ -80,18 +80,30 @@ def to_incoming(event: EventIn, position: int, known_types: Collection[str]) -> 
     )
 
 
+class BodyLimit:
+    """Pure ASGI middleware: 413 for a declared ``content-length`` over :data:`MAX_BODY_BYTES` (or not
+    a number), before the body is read. Pure ASGI, not ``@app.middleware``: Starlette's
+    ``BaseHTTPMiddleware`` runs every request through an extra task group and response stream."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if not value.isdigit() or int(value) > MAX_BODY_BYTES:
+                        detail = f"request body over {MAX_BODY_BYTES} bytes (the limit); send smaller batches"
+                        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(api: FastAPI) -> None:
     """Register the body-size limit and the mapping of Wayfinder errors to status codes."""
 
-    @api.middleware("http")
-    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse(
-                {"detail": f"request body over {MAX_BODY_BYTES} bytes (the limit); send smaller batches"},
-                status_code=413,
-            )
-        return await call_next(request)
+    api.add_middleware(BodyLimit)
 
     @api.exception_handler(ConfigError)
     @api.exception_handler(DataError)

@@ -1,71 +1,101 @@
 """Served-page counting off the request path: one background thread, one store write per batch.
 
 A page is counted (journey policy, campaign caps) after it is answered. The counts are best effort
-(:class:`~recsys.store.JourneyStore`), so a replica queues them and a daemon thread writes whatever
-queued since its last write in one call: one transaction for many pages under load, no thread hop
-per request. Other replicas see a page's count once its batch is written (milliseconds).
+(:class:`~recsys.store.JourneyStore`), so a replica keeps them in memory and a daemon thread writes
+what gathered in one call, at most once per ``linger_s``: one transaction for many pages, and no
+thread wake-up and store write per request (measured: about 0.4 ms of CPU per page before).
+
+Until its batch is written a page is *pending*: :meth:`ServedRecorder.pending` hands a user's
+pending pages to the engine, which lays them over the stored counts, so this replica's next page
+for the user sees every earlier one at once. Other replicas see a page once its batch is written
+(within ``linger_s`` plus the write).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+import time
 from collections.abc import Callable
 
 from recsys.store import ServedPage
 
 logger = logging.getLogger("wayfinder.engine")
-_STOP = None
+
+LINGER_S = 0.05
+"""How long the writer lets pages gather after the first one (the lag other replicas may see)."""
 
 
 class ServedRecorder:
-    """Queues :class:`ServedPage` records and writes them in batches from a daemon thread.
+    """Keeps :class:`ServedPage` records and writes them in batches from a daemon thread.
 
     Examples
     --------
     >>> written = []
     >>> recorder = ServedRecorder(written.append)
     >>> recorder.submit(ServedPage("u1", 0))
+    >>> recorder.pending("u1")
+    [ServedPage(user_id='u1', signals=0, campaign_ids=())]
     >>> recorder.close()
-    >>> written
-    [[ServedPage(user_id='u1', signals=0, campaign_ids=())]]
+    >>> written, recorder.pending("u1")
+    ([[ServedPage(user_id='u1', signals=0, campaign_ids=())]], [])
     """
 
-    def __init__(self, write: Callable[[list[ServedPage]], object], *, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        write: Callable[[list[ServedPage]], object],
+        *,
+        max_batch: int = 512,
+        linger_s: float = LINGER_S,
+    ) -> None:
         self._write = write
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[ServedPage | None] = queue.SimpleQueue()
+        self._linger_s = linger_s
+        self._lock = threading.Lock()
+        self._queued: dict[str, list[ServedPage]] = {}  # submitted, not yet taken by the writer
+        self._writing: dict[str, list[ServedPage]] = {}  # taken, being written
+        self._wake = threading.Event()
+        self._stopping = False
         self._thread = threading.Thread(target=self._run, name="served-pages", daemon=True)
         self._thread.start()
 
     def submit(self, page: ServedPage) -> None:
-        """Queue one page; returns at once."""
-        self._queue.put(page)
+        """Keep one page for the next batch; returns at once."""
+        with self._lock:
+            self._queued.setdefault(page.user_id, []).append(page)
+        self._wake.set()
+
+    def pending(self, user_id: str) -> list[ServedPage]:
+        """The user's pages submitted but not yet written, oldest first."""
+        with self._lock:
+            return [*self._writing.get(user_id, ()), *self._queued.get(user_id, ())]
+
+    def discard(self, user_id: str) -> None:
+        """Drop the user's pages not yet taken by the writer (the user was forgotten)."""
+        with self._lock:
+            self._queued.pop(user_id, None)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Write what is queued, then stop the thread."""
-        self._queue.put(_STOP)
+        """Write what is pending, then stop the thread."""
+        self._stopping = True
+        self._wake.set()
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            stop = first is _STOP
-            batch = [] if first is None else [first]
-            while not stop and len(batch) < self._max_batch:
+            self._wake.wait()
+            if not self._stopping:
+                time.sleep(self._linger_s)  # let the pages of the next few requests join this batch
+            with self._lock:
+                self._wake.clear()
+                self._writing, self._queued = self._queued, {}
+                pages = [page for user_pages in self._writing.values() for page in user_pages]
+            for start in range(0, len(pages), self._max_batch):
                 try:
-                    page = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if page is None:
-                    stop = True
-                else:
-                    batch.append(page)
-            if batch:
-                try:
-                    self._write(batch)
+                    self._write(pages[start : start + self._max_batch])
                 except Exception:  # best effort: a lost count must not kill the thread
-                    logger.warning("could not count %d served pages", len(batch), exc_info=True)
-            if stop:
-                return
+                    logger.warning("could not count %d served pages", len(pages), exc_info=True)
+            with self._lock:
+                self._writing = {}
+                if self._stopping and not self._queued:
+                    return

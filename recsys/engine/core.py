@@ -19,7 +19,8 @@ durable step (``Store.append_and_update``: compare-and-set on the state version,
   (:meth:`Engine.record_served`, or :meth:`Engine.served_later` from a background thread). These
   counters live beside the state (:class:`~recsys.store.JourneyStore`): cheap, best-effort writes
   without an fsync that neither bump the state version nor race with events; each read overlays
-  them on the state (pages since the user's current signal count, exposures per campaign).
+  them on the state (pages since the user's current signal count, exposures per campaign), and
+  with them the pages this engine has not written yet (``served_later`` writes every 50 ms).
 * :meth:`Engine.ingest` writes a batch of events in rounds of one event per user, each round one
   durable commit (``Store.append_and_update_many``); an event whose user another replica wrote
   first is re-read and retried in the next round, behind nothing of its own user.
@@ -251,6 +252,11 @@ class Engine:
         state.pages_since_signal += counts.pages_at(state.n_signals)
         for campaign, count in counts.exposures.items():
             state.exposures[campaign] = state.exposures.get(campaign, 0) + count
+        recorder = self._recorder
+        for page in recorder.pending(user_id) if recorder is not None else ():  # not yet written
+            state.pages_since_signal += page.signals == state.n_signals
+            for campaign in page.campaign_ids:
+                state.exposures[campaign] = state.exposures.get(campaign, 0) + 1
         return state, version
 
     # ------------------------------------------------------------------ events
@@ -376,6 +382,8 @@ class Engine:
         return summary
 
     def forget(self, user_id: str) -> ForgetResult:
+        if self._recorder is not None:
+            self._recorder.discard(user_id)
         return self._store.forget_user(user_id)
 
     # ------------------------------------------------------------------ promotions

@@ -11,6 +11,11 @@
    (``adjacent_min_similarity``) but in a region the user has not touched yet.
 5. **Explain**: provenance and the signal items behind each item.
 
+A user with no signal yet gets the same page for the same inputs (the cold journey stage, the
+prior row of their count, no seen items, no campaigns without an interest), so the ranker keeps
+those pages, per ``(k, count, categories)``, for its lifetime; a new space or new campaigns come
+with a new ranker (:meth:`with_space`, ``Engine.sync``).
+
 :meth:`Ranker.served` records a served page (journey counter, campaign exposures) in the state.
 """
 
@@ -31,6 +36,20 @@ from recsys.ranking.intent import intent_summary
 from recsys.ranking.item_item import ItemItemScorer
 from recsys.ranking.rerank import mmr
 from recsys.ranking.retrieval import IVFIndex, top_indices
+
+MAX_COLD_PAGES = 1024
+"""Zero-history pages a ranker keeps (one per ``k``, prior row and category filter asked for)."""
+
+
+def _cold_key(state: UserState, k: int, filters: Filters) -> tuple[int, int, tuple[str, ...] | None] | None:
+    """The cache key of a zero-history page, or ``None`` when the page depends on more than it."""
+    if state.has_signal or state.seen or state.interests or state.ls_vector is not None or state.recent:
+        return None
+    rules = filters.allow is not None or len(filters.deny) or filters.exclude_categories
+    if rules or filters.attribute_ranges:
+        return None
+    categories = None if filters.include_categories is None else tuple(sorted(filters.include_categories))
+    return k, state.positives, categories
 
 
 class Ranker:
@@ -67,6 +86,7 @@ class Ranker:
         self.campaigns = tuple(campaigns)
         self._prior = PriorCache()
         self._index: IVFIndex | None = None
+        self._cold_pages: dict[tuple[int, int, tuple[str, ...] | None], tuple[RankedItem, ...]] = {}
         if space.n_items > self.config.exact_search_max_items:
             self._index = IVFIndex.build(space.unit, random_state=0)
 
@@ -81,11 +101,23 @@ class Ranker:
         """The top-``k`` page for ``state`` (fewer when filters leave fewer items)."""
         if k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
+        filters = filters if filters is not None else Filters()
+        key = _cold_key(state, k, filters)
+        if key is None:
+            return self._rank(state, k, filters, request_context)
+        page = self._cold_pages.get(key)
+        if page is None:
+            page = tuple(self._rank(state, k, filters, request_context))
+            if len(self._cold_pages) < MAX_COLD_PAGES:
+                self._cold_pages[key] = page
+        return list(page)
+
+    def _rank(
+        self, state: UserState, k: int, filters: Filters, request_context: RequestContext | None
+    ) -> list[RankedItem]:
         context = request_context if request_context is not None else RequestContext()
         space = self.space
-        mask = allowed_items(
-            filters if filters is not None else Filters(), state, space.n_items, space.metadata
-        )
+        mask = allowed_items(filters, state, space.n_items, space.metadata)
         stage = self.config.journey.stage(state)
         scored = blend(
             space, state, self.scorers, self.config.blend, self._ann_candidates(state), self._prior
