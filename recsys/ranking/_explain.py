@@ -38,12 +38,19 @@ class Explainer:
         self.verb_of = {s.item: VERBS.get(s.event_type, "engaged with") for s in state.recent if s.weight > 0}
         self.pulled: dict[int, dict[int, float]] = {int(item): {} for item in page_items}
         columns = np.asarray(page_items, dtype=np.int64)
+        items = columns.tolist()
         for scorer, rows in scored.signal_rows:
             sources, values = scorer.contributions_from(rows, columns)
-            for column, item in enumerate(columns.tolist()):
-                for source, value in zip(sources.tolist(), values[:, column].tolist(), strict=True):
-                    if value > 0:
-                        self.pulled[item][source] = self.pulled[item].get(source, 0.0) + scorer.weight * value
+            # The positive contributions, item by item and source by source within an item (the order
+            # of a loop over the columns, then the sources): the order the sums and dict keys grow in.
+            by_item = values.T
+            item_at, source_at = np.nonzero(by_item > 0)
+            weighted = (scorer.weight * by_item[item_at, source_at]).tolist()
+            source_list = sources.tolist()
+            for column, row, value in zip(item_at.tolist(), source_at.tolist(), weighted, strict=True):
+                pulled = self.pulled[items[column]]
+                source = source_list[row]
+                pulled[source] = pulled.get(source, 0.0) + value
 
     def label(self, item: int) -> str:
         return self.space.metadata.label(item) if self.space.metadata is not None else f"item {item}"

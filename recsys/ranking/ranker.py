@@ -211,19 +211,25 @@ class Ranker:
     def _promotions(
         self, state: UserState, mask: np.ndarray, context: RequestContext
     ) -> list[tuple[int, float, Campaign]]:
-        if not state.interests or self.config.max_promotions == 0:
+        if not self.campaigns or not state.interests or self.config.max_promotions == 0:
             return []
-        directions, _ = interest_directions(state)
+        directions: np.ndarray | None = None  # the interest directions, once a campaign needs them
         chosen: list[tuple[int, float, Campaign]] = []
         for campaign in self.campaigns:
             if len(chosen) >= self.config.max_promotions or not campaign.active(context.now):
                 continue
             if state.exposures.get(campaign.campaign_id, 0) >= campaign.per_user_cap:
                 continue
-            taken = {c[0] for c in chosen}
-            items = [i for i in campaign.items if 0 <= i < self.space.n_items and mask[i] and i not in taken]
-            if not items:
+            # The campaign's items in the catalogue, allowed and not promoted yet, in campaign order.
+            items = np.asarray(campaign.items, dtype=np.int64)
+            items = items[(items >= 0) & (items < self.space.n_items)]
+            items = items[mask[items]]
+            if chosen:
+                items = items[~np.isin(items, [c[0] for c in chosen])]
+            if not items.size:
                 continue
+            if directions is None:
+                directions, _ = interest_directions(state)
             relevance = (self.space.unit[items] @ directions.T).max(axis=1)
             best = int(np.argmax(relevance))
             if relevance[best] >= campaign.relevance_floor:
@@ -241,13 +247,24 @@ class Ranker:
     ) -> list[int]:
         if count == 0 or not state.interests:
             return []
-        regions = self.space.regions[positions]
-        touched = {int(self.space.regions[i]) for i in state.seen if i < self.space.n_items}
-        touched |= {int(self.space.regions[i]) for i in taken}
+        space = self.space
+        whole = scored.items is None  # then ``positions`` is the whole catalogue, in index order
+        regions = space.regions if whole else space.regions[positions]
+        taken_items = np.fromiter(taken, dtype=np.int64, count=len(taken))
+        seen = np.fromiter(state.seen, dtype=np.int64, count=len(state.seen))
+        # The regions the user touched, as a lookup table over region ids: -1 (an item without a
+        # region) indexes the last slot, which no other region uses.
+        touched = np.zeros(space.centroids.shape[0] + 1, dtype=bool)
+        touched[space.regions[seen[seen < space.n_items]]] = True
+        touched[space.regions[taken_items]] = True
         near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
-        near &= ~np.isin(positions, list(taken))
-        fresh = near & ~np.isin(regions, list(touched))
-        candidates = np.flatnonzero(fresh if fresh.any() else near)  # ascending: ties keep their order
+        if whole:
+            near[taken_items] = False
+        else:
+            near &= ~np.isin(positions, taken_items)
+        near_rows = np.flatnonzero(near)  # ascending: ties keep their order
+        fresh_rows = near_rows[~touched[regions[near_rows]]]
+        candidates = fresh_rows if fresh_rows.size else near_rows
         pool = candidates[top_indices(scored.affinity[candidates], 4 * count)]
-        return mmr(positions[pool], scored.affinity[pool], self.space.unit, count, 0.5,
-                   regions=self.space.regions, max_per_region=1)  # fmt: skip
+        return mmr(positions[pool], scored.affinity[pool], space.unit, count, 0.5,
+                   regions=space.regions, max_per_region=1)  # fmt: skip

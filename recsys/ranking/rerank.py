@@ -45,38 +45,68 @@ def mmr(
     scaled = (relevance - relevance.min()) / span if span > 0 else np.ones_like(relevance, dtype=np.float64)
     vectors = unit[candidates]
     similarity = vectors @ vectors.T
-    relevance_part = mmr_lambda * scaled
     diversity = 1.0 - mmr_lambda
+    # The objective is ``relevance_part - diversity * penalty`` with -inf where a candidate may not be
+    # picked. Rather than masking it every step, the -inf goes into the relevance part once, when a
+    # candidate is taken (``relevance_part``) or its region fills (``capped_part``): -inf minus a
+    # finite penalty is -inf, so the objective is the same, element for element.
+    relevance_part = mmr_lambda * scaled
     penalty = np.zeros(candidates.size)  # max similarity to the page so far (0 while it is empty)
     available = np.ones(candidates.size, dtype=bool)
+    n_available = candidates.size
+    # A cap below 1 never applies: every region is full from the start, so no candidate is outside one.
     cap = max_per_region if regions is not None and max_per_region is not None else 0
-    if regions is not None and cap:
-        codes, region_of = np.unique(regions[candidates], return_inverse=True)
-        per_region = np.zeros(codes.size, dtype=np.int64)
+    if regions is not None and cap > 0:
+        region_of = regions[candidates]
+        region_list = region_of.tolist()
+        per_region: dict[int, int] = {}
+        capped_part = relevance_part.copy()  # also -inf in the full regions
+        outside_full = candidates.size  # available candidates outside the full regions
+    by_quota = groups is not None and bool(quotas)
+    picked: dict[int, int] = {}  # group -> items chosen from it
+    group_masks: dict[int, np.ndarray] = {}  # group -> its candidates
+    candidate_list = candidates.tolist()
+    group_list = groups.tolist() if groups is not None else []
     chosen: list[int] = []
-    chosen_groups: list[int] = []
-    while len(chosen) < count and available.any():
-        objective = relevance_part - diversity * penalty
-        objective[~available] = -np.inf
-        if cap:
-            full = per_region[region_of] >= cap
-            if (available & ~full).any():
-                objective[full] = -np.inf
-        if groups is not None and quotas:
-            unmet = {g: q - chosen_groups.count(g) for g, q in quotas.items()}
+    while len(chosen) < count and n_available:
+        # The cap applies while some available candidate is outside the full regions.
+        use_cap = cap > 0 and outside_full > 0
+        objective = (capped_part if use_cap else relevance_part) - diversity * penalty
+        if by_quota:
+            assert groups is not None and quotas is not None
+            unmet = {g: q - picked.get(g, 0) for g, q in quotas.items()}
             needed = [g for g, left in unmet.items() if left > 0]
             if needed and count - len(chosen) <= sum(unmet[g] for g in needed):
-                wanted = np.isin(groups, needed) & available
+                for group in needed:  # the same as np.isin(groups, needed), without its overhead
+                    if group not in group_masks:
+                        group_masks[group] = groups == group
+                wanted = np.logical_or.reduce([group_masks[g] for g in needed]) & available
                 if wanted.any():
                     objective[~wanted] = -np.inf
         best = int(np.argmax(objective))
-        chosen.append(int(candidates[best]))
+        chosen.append(candidate_list[best])
         if groups is not None:
-            chosen_groups.append(int(groups[best]))
+            picked[group_list[best]] = picked.get(group_list[best], 0) + 1
+        # ``best`` is a taken candidate only when every objective is -inf (a quota's groups all in full
+        # regions): it is appended again, as before, but not counted twice.
+        was_available = bool(available[best])
         available[best] = False
-        penalty = similarity[best] if len(chosen) == 1 else np.maximum(penalty, similarity[best])
-        if cap:
-            per_region[region_of[best]] += 1
+        n_available -= was_available
+        relevance_part[best] = -np.inf
+        if cap > 0:
+            capped_part[best] = -np.inf
+            region = region_list[best]
+            per_region[region] = per_region.get(region, 0) + 1
+            if was_available and per_region[region] <= cap:  # its region was not full before
+                outside_full -= 1
+            if per_region[region] == cap:  # the region fills: block the rest of it
+                members = region_of == region
+                capped_part[members] = -np.inf
+                outside_full -= int(np.count_nonzero(members & available))
+        if len(chosen) == 1:
+            penalty = similarity[best].copy()
+        else:
+            np.maximum(penalty, similarity[best], out=penalty)
     return chosen
 
 
