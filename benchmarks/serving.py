@@ -100,7 +100,7 @@ def ensure_bundle(workdir: Path) -> tuple[Path, float | None]:
         )
     if (bundle / "bundle.json").exists():
         return bundle, None
-    log("training the serving bundle (ALS space + EASE scorer)")
+    log("training the serving bundle (the pipeline's defaults)")
     started = time.perf_counter()
     train_bundle(data, bundle)
     return bundle, time.perf_counter() - started
@@ -484,9 +484,10 @@ def render(results: dict[str, Any]) -> str:
         "One local Ray cluster (`num_cpus=2`), Serve on a loopback port with the access log off, three "
         "applications deployed in the same run: the floor (one FastAPI deployment answering `GET /ping`, "
         "same replica options as the Gateway: `num_cpus=0`, `max_ongoing_requests=256`), Wayfinder "
-        f"(bundle: ALS space + EASE scorer fitted on ml-latest-small, {machine['items']:,} items; SQLite "
-        "store, WAL, `synchronous=FULL`; the Gateway ranks and applies events in its own replica, "
-        "`@serve.batch` on both, one durable commit per batch of events) and, at `/hop`, the same app "
+        f"(bundle: ALS space, {machine['scorers']}, the pipeline's defaults fitted on ml-latest-small, "
+        f"{machine['items']:,} items; SQLite "
+        "store, WAL, `synchronous=FULL`; the Gateway ranks inline and applies events in its own "
+        "replica, `@serve.batch` on events, one durable commit per batch) and, at `/hop`, the same app "
         "with `event_path=updater` (each POST is a handle call to the EmbeddingUpdater deployment: the "
         "other shape of the event path, its own SQLite file). The load generator is a separate process "
         "(asyncio + aiohttp, one keep-alive connection per client) but **shares the same 2 cores** with "
@@ -554,6 +555,16 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scorers(bundle: Path) -> str:
+    """What the bundle ranks with, from its manifest (e.g. ``EASE + next-items + session-EASE``)."""
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    parts = [str(manifest["scorer"]["family"]).upper()] if manifest.get("scorer") else []
+    if manifest.get("sequence"):
+        parts += ["next-items", "session-EASE"]
+    prior = "stage prior" if manifest.get("prior") == "stage" else "popularity prior"
+    return f"{' + '.join(parts) or 'no'} scorer{'s' if len(parts) != 1 else ''}, {prior}"
+
+
 def machine_facts(bundle: Path, load_start: float) -> dict[str, Any]:
     import psutil
     import ray
@@ -564,6 +575,7 @@ def machine_facts(bundle: Path, load_start: float) -> dict[str, Any]:
         "python": platform.python_version(),
         "ray": ray.__version__,
         "items": len(catalogue(bundle)),
+        "scorers": _scorers(bundle),
         "load_start": load_start,
         "load_end": os.getloadavg()[0],
     }

@@ -11,7 +11,7 @@ Shape, chosen for latency (every handle hop costs 5-9 ms here, see the Ray guide
 * ``EmbeddingUpdater`` stays the handle-based entry for bulk ingestion
   (``handle.ingest.remote(list_of_IncomingEvent)``), over the same store.
 * Pages are counted for the journey policy and promotion caps after answering, by a background
-  thread in batches, without an fsync (``Engine.served_later``).
+  thread every 50 ms, in batches, without an fsync (``Engine.served_later``).
 
 Both read and write the same durable store on every call, so any replica sees every acknowledged
 event (read-your-writes across replicas) and a restart loses nothing. Build the app with

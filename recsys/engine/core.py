@@ -31,9 +31,11 @@ changes (``sync``, ``put_item``, promotions) take a lock and swap the ranker in 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,6 +57,9 @@ from recsys.store.base import ForgetResult, ItemRecord
 from recsys.store.snapshot import replay_user
 
 AckStatus = Literal["applied", "duplicate", "pending_item"]
+DECODED_STATES = 512
+"""Decoded user states an engine keeps for ranking, least recently used first out (each is checked
+against the stored bytes on every read, so a changed state is decoded again)."""
 MAX_RETRIES = 16
 
 
@@ -133,6 +138,7 @@ class Engine:
         self._synced: tuple[int, int] = (-1, 0)
         self._lock = threading.RLock()
         self._recorder: ServedRecorder | None = None
+        self._decoded: OrderedDict[str, tuple[bytes, UserState]] = OrderedDict()
         self._install(space)
 
     # ------------------------------------------------------------------ model and catalogue
@@ -244,10 +250,30 @@ class Engine:
             state = UserState(user_id, model_version=self.model_version)
         return state, redone.version
 
+    def _read_for_ranking(self, user_id: str) -> tuple[UserState, int]:
+        """:meth:`_read` for readers that do not change the state: a state decoded from the same
+        stored bytes before is reused (decoding is ~0.15 ms), as a copy whose counters may change."""
+        current = self._store.get_state(user_id)
+        if current is None:
+            return UserState(user_id, model_version=self.model_version), 0
+        with self._lock:
+            hit = self._decoded.get(user_id)
+            if hit is not None and hit[0] == current.data:  # the same bytes: the same state
+                self._decoded.move_to_end(user_id)
+                return dataclasses.replace(hit[1], exposures=dict(hit[1].exposures)), current.version
+        state = UserState.from_bytes(current.data)
+        if state.model_version != self.model_version:
+            return self._rederive(user_id)
+        with self._lock:
+            self._decoded[user_id] = (current.data, state)
+            while len(self._decoded) > DECODED_STATES:
+                self._decoded.popitem(last=False)
+        return dataclasses.replace(state, exposures=dict(state.exposures)), current.version
+
     def state(self, user_id: str) -> tuple[UserState, int]:
         """The user's state and its store version (a blank state at 0 for an unknown user), with
         the served-page counters laid over it (journey stage and campaign exposures as of now)."""
-        state, version = self._read(user_id)
+        state, version = self._read_for_ranking(user_id)
         counts = self._store.served_counts(user_id)
         state.pages_since_signal += counts.pages_at(state.n_signals)
         for campaign, count in counts.exposures.items():
@@ -382,6 +408,8 @@ class Engine:
         return summary
 
     def forget(self, user_id: str) -> ForgetResult:
+        with self._lock:
+            self._decoded.pop(user_id, None)
         if self._recorder is not None:
             self._recorder.discard(user_id)
         return self._store.forget_user(user_id)

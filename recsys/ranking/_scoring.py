@@ -126,9 +126,13 @@ def blend(
         if state.ls_vector is not None and config.fold_in_weight > 0:
             vectors = space.vectors if items is None else space.vectors[items]
             personal += config.fold_in_weight * zscore(vectors @ state.ls_vector)
+        weights: dict[tuple[int, int, float | None], tuple[np.ndarray, np.ndarray]] = {}
         for scorer in scorers:
             if scorer.weight > 0:
-                rows = scorer.signal_rows(state.recent, state.n_signals)
+                key = scorer.history_key
+                if key not in weights:
+                    weights[key] = scorer.signal_weights(state.recent, state.n_signals)
+                rows = scorer.rows_of(*weights[key])
                 signal_rows.append((scorer, rows))
                 full = scorer.scores_from(rows, space.n_items)
                 personal += scorer.weight * zscore(full if items is None else full[items])

@@ -94,7 +94,15 @@ class ItemItemScorer:
 
     def signal_rows(self, signals: Sequence[Signal], n_signals: int) -> SignalRows:
         """The recency-weighted signals and their matrix rows (reused for scores and explanations)."""
-        sources, weights = self.signal_weights(signals, n_signals)
+        return self.rows_of(*self.signal_weights(signals, n_signals))
+
+    @property
+    def history_key(self) -> tuple[int, int, float | None]:
+        """Scorers with equal keys get equal :meth:`signal_weights` from the same signals."""
+        return self.size, self.max_history, self.half_life_events
+
+    def rows_of(self, sources: np.ndarray, weights: np.ndarray) -> SignalRows:
+        """:meth:`signal_rows` from :meth:`signal_weights` (shared by scorers with one history key)."""
         if sources.size == 0:
             return SignalRows(sources, weights)
         if isinstance(self.matrix, np.ndarray):
