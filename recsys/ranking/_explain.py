@@ -72,7 +72,7 @@ class Explainer:
         row = self.scored.row(item)
         if row is None or not self.state.interests:
             return None
-        index = int(self.scored.interest[row])
+        index = int(self.scored.interest(np.array([row]))[0])
         return self.state.interests[index] if 0 <= index < len(self.state.interests) else None
 
     def _because_text(self, behind: list[int]) -> str:

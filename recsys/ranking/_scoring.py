@@ -65,7 +65,9 @@ class Blended:
     """Scores of the scored items (``items``; ``None`` = the whole catalogue, in index order).
 
     ``personal`` and ``prior`` are the two weighted halves of ``scores``; ``affinity`` is the best
-    cosine to an interest and ``interest`` which one (``-1`` without interests).
+    cosine to an interest and :meth:`interest` which one (``-1`` without interests).
+    ``interest_scores`` is the ``(K, n)`` cosine (plus share bias) table :meth:`interest` reads:
+    only a few hundred rows ever need it, so it is not reduced for the whole catalogue.
     """
 
     items: np.ndarray | None
@@ -73,9 +75,16 @@ class Blended:
     personal: np.ndarray
     prior: np.ndarray
     affinity: np.ndarray
-    interest: np.ndarray
+    interest_scores: np.ndarray | None
     confidence: float
     signal_rows: tuple[tuple[ItemItemScorer, SignalRows], ...] = ()
+
+    def interest(self, rows: np.ndarray) -> np.ndarray:
+        """The closest interest (index; the lowest on ties) of each of ``rows``; ``-1`` without any."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if self.interest_scores is None:
+            return np.full(rows.size, -1, dtype=np.int64)
+        return self.interest_scores[:, rows].argmax(axis=0)
 
     def row(self, item: int) -> int | None:
         """Position of ``item`` in the scored arrays, or ``None`` when it was not scored."""
@@ -107,17 +116,17 @@ def blend(
         biased = cosines
         if config.interest_share_bias:
             biased = cosines + np.float32(config.interest_share_bias) * log_shares.astype(np.float32)[:, None]
-        interest = np.zeros(count, dtype=np.int64)
         embedding = biased[0]
-        for k in range(1, len(biased)):  # strictly better only: the lowest index wins ties (argmax)
-            better = biased[k] > embedding
-            interest[better] = k
+        for k in range(1, len(biased)):
             embedding = np.maximum(embedding, biased[k])
-        affinity = embedding if biased is cosines else cosines[interest, np.arange(count)]
+        affinity = embedding
+        if biased is not cosines:  # the cosine of the interest that won with its bias
+            affinity = cosines[biased.argmax(axis=0), np.arange(count)]
+        interest_scores: np.ndarray | None = biased
     else:
-        interest = np.full(count, -1)
         affinity = np.zeros(count, dtype=np.float32)
         embedding = None
+        interest_scores = None
     personal = np.zeros(count, dtype=np.float32)
     signal_rows: list[tuple[ItemItemScorer, SignalRows]] = []
     if c > 0:
@@ -149,7 +158,7 @@ def blend(
         personal=personal,
         prior=prior,
         affinity=affinity,
-        interest=interest,
+        interest_scores=interest_scores,
         confidence=c,
         signal_rows=tuple(signal_rows),
     )

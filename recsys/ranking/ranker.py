@@ -135,7 +135,7 @@ class Ranker:
         exploit = mmr(
             positions[pool], scores[pool], space.unit, n_exploit, stage.mmr_lambda,
             regions=space.regions, max_per_region=stage.max_per_region,
-            groups=scored.interest[pool], quotas=self._quotas(state, n_exploit),
+            groups=scored.interest(pool), quotas=self._quotas(state, n_exploit),
         )  # fmt: skip
         explore = self._explore(state, scored, positions, allowed, set(exploit) | taken, n_explore)
         if len(exploit) + len(explore) + len(promoted) < k:  # not enough adjacent items: exploit more
