@@ -135,7 +135,7 @@ class Engine:
         self._item_ids = IdIndex(item_ids.ids)
         self._base_items = len(item_ids)
         self._campaigns: tuple[Campaign, ...] = ()
-        self._synced: tuple[int, int] = (-1, 0)
+        self._synced = -1  # the catalogue revision last synced
         self._lock = threading.RLock()
         self._recorder: ServedRecorder | None = None
         self._decoded: OrderedDict[str, tuple[bytes, UserState]] = OrderedDict()
@@ -168,21 +168,21 @@ class Engine:
         return found if found is not None else str(index)
 
     def sync(self) -> None:
-        """Pick up items and promotions other replicas added (cheap when nothing changed)."""
-        campaigns = self._store.list_campaigns()
-        marker = (self._store.count_items(), hash(repr(sorted(campaigns.items()))))
-        if marker == self._synced:
+        """Pick up items and promotions other replicas added: one read of the store's catalogue
+        revision when nothing changed (read first, so a change made meanwhile is seen next time)."""
+        revision = self._store.catalogue_revision()
+        if revision == self._synced:
             return
         with self._lock:
-            self._sync(campaigns, marker)
+            self._sync(self._store.list_campaigns())
+            self._synced = revision
 
-    def _sync(self, campaigns: dict[str, dict[str, Any]], marker: tuple[int, int]) -> None:
+    def _sync(self, campaigns: dict[str, dict[str, Any]]) -> None:
         records = [r for r in self._store.iter_items() if self.item_index(r.item_id) is None]
         if records:
             self._add_items(records)
         self._campaigns = tuple(self._campaign(cid, doc) for cid, doc in sorted(campaigns.items()))
         self._ranker = Ranker(self.space, self._scorers, self._ranker_config, self._campaigns)
-        self._synced = marker
 
     def put_item(self, record: ItemRecord) -> bool:
         """Store an item and make it recommendable now; apply events that waited for it."""

@@ -328,8 +328,8 @@ class RedisStore:
     # -- documents: items, campaigns, exposures -----------------------------------------------
 
     def put_item(self, item: ItemRecord) -> bool:
-        with self._guard("writing an item"):
-            return bool(self._r.hset(self._k("items"), item.item_id, _codec.dumps(_codec.item_to_dict(item))))
+        document = _codec.dumps(_codec.item_to_dict(item))
+        return bool(self._catalogue_write("writing an item", "hset", "items", item.item_id, document))
 
     def get_item(self, item_id: str) -> ItemRecord | None:
         return self.get_items([item_id]).get(item_id)
@@ -344,8 +344,7 @@ class RedisStore:
         return {item.item_id: item for item in items}
 
     def delete_item(self, item_id: str) -> bool:
-        with self._guard("deleting an item"):
-            return bool(self._r.hdel(self._k("items"), item_id))
+        return bool(self._catalogue_write("deleting an item", "hdel", "items", item_id))
 
     def iter_items(self) -> Iterator[ItemRecord]:
         with self._guard("reading items"):
@@ -357,9 +356,25 @@ class RedisStore:
         with self._guard("counting items"):
             return int(self._r.hlen(self._k("items")))
 
+    def catalogue_revision(self) -> int:
+        with self._guard("reading the catalogue revision"):
+            return int(self._r.get(self._k("rev:catalogue")) or 0)
+
+    def _catalogue_write(self, action: str, command: str, key: str, *args: str) -> int:
+        """An item or campaign write and the catalogue revision's bump, in one MULTI/EXEC."""
+        with self._guard(action):
+            pipe = self._r.pipeline(transaction=True)
+            getattr(pipe, command)(self._k(key), *args)
+            pipe.incr(self._k("rev:catalogue"))
+            result, _ = pipe.execute()
+        return int(result)
+
     def put_campaign(self, campaign_id: str, document: Mapping[str, Any]) -> bool:
-        with self._guard("writing a campaign"):
-            return bool(self._r.hset(self._k("camp"), campaign_id, _codec.dumps(dict(document))))
+        return bool(
+            self._catalogue_write(
+                "writing a campaign", "hset", "camp", campaign_id, _codec.dumps(dict(document))
+            )
+        )
 
     def get_campaign(self, campaign_id: str) -> dict[str, Any] | None:
         with self._guard("reading a campaign"):
@@ -367,8 +382,7 @@ class RedisStore:
         return None if document is None else _codec.loads(document, "campaign")
 
     def delete_campaign(self, campaign_id: str) -> bool:
-        with self._guard("deleting a campaign"):
-            return bool(self._r.hdel(self._k("camp"), campaign_id))
+        return bool(self._catalogue_write("deleting a campaign", "hdel", "camp", campaign_id))
 
     def list_campaigns(self) -> dict[str, dict[str, Any]]:
         with self._guard("reading campaigns"):

@@ -306,6 +306,12 @@ class SQLiteStore:
     def count_items(self) -> int:
         return int(self._db.read("counting items", "SELECT COUNT(*) FROM items")[0][0])
 
+    def catalogue_revision(self) -> int:
+        rows = self._db.read(
+            "reading the catalogue revision", "SELECT value FROM revisions WHERE name = 'catalogue'"
+        )
+        return int(rows[0][0])
+
     def put_campaign(self, campaign_id: str, document: Mapping[str, Any]) -> bool:
         return self._put_document("campaigns", "campaign_id", campaign_id, _codec.dumps(dict(document)))
 

@@ -28,6 +28,9 @@ from typing import Any
 from recsys.errors import ConfigError
 from recsys.store.errors import StoreError
 
+_BUMP = "UPDATE revisions SET value = value + 1 WHERE name = 'catalogue';"
+"""Trigger body: every item or campaign write bumps the catalogue revision in its transaction."""
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE events (
@@ -67,6 +70,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         """CREATE TABLE journeys (
             user_id TEXT PRIMARY KEY, signals INTEGER NOT NULL, pages INTEGER NOT NULL) WITHOUT ROWID""",
+    ),
+    (
+        "CREATE TABLE revisions (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+        "INSERT INTO revisions (name, value) VALUES ('catalogue', 0)",
+        f"CREATE TRIGGER items_insert_revision AFTER INSERT ON items BEGIN {_BUMP} END",
+        f"CREATE TRIGGER items_update_revision AFTER UPDATE ON items BEGIN {_BUMP} END",
+        f"CREATE TRIGGER items_delete_revision AFTER DELETE ON items BEGIN {_BUMP} END",
+        f"CREATE TRIGGER campaigns_insert_revision AFTER INSERT ON campaigns BEGIN {_BUMP} END",
+        f"CREATE TRIGGER campaigns_update_revision AFTER UPDATE ON campaigns BEGIN {_BUMP} END",
+        f"CREATE TRIGGER campaigns_delete_revision AFTER DELETE ON campaigns BEGIN {_BUMP} END",
     ),
 )
 """Migration ``n`` takes the schema from ``user_version`` ``n`` to ``n + 1``; append, never edit."""

@@ -293,6 +293,11 @@ class ItemStore(Protocol):
 
     def count_items(self) -> int: ...
 
+    def catalogue_revision(self) -> int:
+        """A number that changes whenever any writer adds, changes or deletes an item or a campaign
+        (a replica compares it to pick up others' catalogue changes with one cheap read)."""
+        ...
+
 
 @runtime_checkable
 class PromotionStore(Protocol):

@@ -211,6 +211,31 @@ def test_campaigns_and_promotion_counters(store: Store) -> None:
     assert store.promotion_exposures("u1") == {"c1": 3, "c2": 5} and store.promotion_exposures("u9") == {}
 
 
+def test_catalogue_revision_moves_with_every_item_and_campaign_write(backend: Backend) -> None:
+    store, other_replica = backend.open(), backend.open()
+    seen = [other_replica.catalogue_revision()]
+
+    def moved() -> bool:  # another replica sees each write as a new revision
+        seen.append(other_replica.catalogue_revision())
+        return seen[-1] != seen[-2]
+
+    store.put_item(ItemRecord("i1"))
+    assert moved()
+    store.put_item(ItemRecord("i1", "A new title"))  # an update, same count
+    assert moved() and store.count_items() == 1
+    store.put_campaign("c1", {"items": ["i1"]})
+    assert moved()
+    store.put_campaign("c1", {"items": ["i1"], "boost": 0.2})
+    assert moved()
+    store.append(ev(1))
+    store.put_state("u1", b"state", 0)
+    store.record_served([ServedPage("u1", 1)])
+    assert not moved()  # events, states and counters are not the catalogue
+    assert store.delete_campaign("c1") and moved()
+    assert store.delete_item("i1") and moved()
+    assert not store.delete_item("i1")
+
+
 def test_served_page_counters_follow_the_signal_count(backend: Backend) -> None:
     store, other_replica = backend.open(), backend.open()
     assert store.served_counts("u1") == ServedCounts(0, 0, {})
