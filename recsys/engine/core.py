@@ -51,6 +51,7 @@ from recsys.engine.rederive import state_fold
 from recsys.errors import ConfigError
 from recsys.features.items import ItemFeaturizer
 from recsys.ranking import Campaign, Filters, ItemItemScorer, RankedItem, Ranker, RankerConfig, RequestContext
+from recsys.ranking._scoring import Blended
 from recsys.store import ConflictError, ServedPage, StateUpdate, Store
 from recsys.store.base import Event as StoredEvent
 from recsys.store.base import ForgetResult, ItemRecord
@@ -60,6 +61,8 @@ AckStatus = Literal["applied", "duplicate", "pending_item"]
 DECODED_STATES = 512
 """Decoded user states an engine keeps for ranking, least recently used first out (each is checked
 against the stored bytes on every read, so a changed state is decoded again)."""
+BLEND_BUDGET_BYTES = 48 * 2**20
+"""Memory for blended scores kept for ranking (about 160 users' at 10k items and 4 interests)."""
 MAX_RETRIES = 16
 
 
@@ -139,6 +142,7 @@ class Engine:
         self._lock = threading.RLock()
         self._recorder: ServedRecorder | None = None
         self._decoded: OrderedDict[str, tuple[bytes, UserState]] = OrderedDict()
+        self._blends: OrderedDict[str, tuple[bytes, EmbeddingSpace, Blended]] = OrderedDict()
         self._install(space)
 
     # ------------------------------------------------------------------ model and catalogue
@@ -250,30 +254,52 @@ class Engine:
             state = UserState(user_id, model_version=self.model_version)
         return state, redone.version
 
-    def _read_for_ranking(self, user_id: str) -> tuple[UserState, int]:
-        """:meth:`_read` for readers that do not change the state: a state decoded from the same
-        stored bytes before is reused (decoding is ~0.15 ms), as a copy whose counters may change."""
+    def _read_for_ranking(self, user_id: str) -> tuple[UserState, int, bytes | None]:
+        """:meth:`_read` for readers that do not change the state, with the stored bytes (``None``
+        for a user without state): a state decoded from the same bytes before is reused (decoding is
+        ~0.15 ms), as a copy whose counters may change."""
         current = self._store.get_state(user_id)
         if current is None:
-            return UserState(user_id, model_version=self.model_version), 0
+            return UserState(user_id, model_version=self.model_version), 0, None
         with self._lock:
             hit = self._decoded.get(user_id)
             if hit is not None and hit[0] == current.data:  # the same bytes: the same state
                 self._decoded.move_to_end(user_id)
-                return dataclasses.replace(hit[1], exposures=dict(hit[1].exposures)), current.version
+                state = dataclasses.replace(hit[1], exposures=dict(hit[1].exposures))
+                return state, current.version, current.data
         state = UserState.from_bytes(current.data)
         if state.model_version != self.model_version:
-            return self._rederive(user_id)
+            return *self._rederive(user_id), None
         with self._lock:
             self._decoded[user_id] = (current.data, state)
             while len(self._decoded) > DECODED_STATES:
                 self._decoded.popitem(last=False)
-        return dataclasses.replace(state, exposures=dict(state.exposures)), current.version
+        return dataclasses.replace(state, exposures=dict(state.exposures)), current.version, current.data
+
+    def _scores(self, user_id: str, state: UserState, data: bytes) -> Blended:
+        """The ranker's blended scores of the state stored as ``data``: reused while those bytes and
+        the space stay the same (the blend is most of a page's cost; the journey stage, campaigns and
+        filters apply after it), within :data:`BLEND_BUDGET_BYTES`."""
+        ranker = self._ranker
+        with self._lock:
+            hit = self._blends.get(user_id)
+            if hit is not None and hit[0] == data and hit[1] is ranker.space:
+                self._blends.move_to_end(user_id)
+                return hit[2]
+        scored = ranker.scores(state)
+        with self._lock:
+            self._blends[user_id] = (data, ranker.space, scored)
+            while len(self._blends) > max(1, BLEND_BUDGET_BYTES // scored.nbytes):
+                self._blends.popitem(last=False)
+        return scored
 
     def state(self, user_id: str) -> tuple[UserState, int]:
         """The user's state and its store version (a blank state at 0 for an unknown user), with
         the served-page counters laid over it (journey stage and campaign exposures as of now)."""
-        state, version = self._read_for_ranking(user_id)
+        return self._ranking_state(user_id)[:2]
+
+    def _ranking_state(self, user_id: str) -> tuple[UserState, int, bytes | None]:
+        state, version, data = self._read_for_ranking(user_id)
         counts = self._store.served_counts(user_id)
         state.pages_since_signal += counts.pages_at(state.n_signals)
         for campaign, count in counts.exposures.items():
@@ -283,7 +309,7 @@ class Engine:
             state.pages_since_signal += page.signals == state.n_signals
             for campaign in page.campaign_ids:
                 state.exposures[campaign] = state.exposures.get(campaign, 0) + 1
-        return state, version
+        return state, version, data
 
     # ------------------------------------------------------------------ events
     def ingest(self, events: Sequence[IncomingEvent]) -> list[Ack]:
@@ -373,10 +399,11 @@ class Engine:
         exclude_item_ids: Sequence[str] = (),
     ) -> Page:
         """The user's next page; a user without state gets the zero-history page."""
-        state, version = self.state(user_id)
+        state, version, data = self._ranking_state(user_id)
         deny = [i for i in (self.item_index(x) for x in exclude_item_ids) if i is not None]
         filters = Filters(deny=deny, include_categories=include_categories or None)
-        items = self._ranker.recommend(state, k, filters, RequestContext(now=self._clock()))
+        scored = self._scores(user_id, state, data) if data is not None and state.has_signal else None
+        items = self._ranker.recommend(state, k, filters, RequestContext(now=self._clock()), scored=scored)
         return Page(user_id, version, items, has_history=state.has_signal, signals=state.n_signals)
 
     def record_served(self, *pages: Page) -> None:
@@ -410,6 +437,7 @@ class Engine:
     def forget(self, user_id: str) -> ForgetResult:
         with self._lock:
             self._decoded.pop(user_id, None)
+            self._blends.pop(user_id, None)
         if self._recorder is not None:
             self._recorder.discard(user_id)
         return self._store.forget_user(user_id)

@@ -79,6 +79,12 @@ class Blended:
     confidence: float
     signal_rows: tuple[tuple[ItemItemScorer, SignalRows], ...] = ()
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the arrays (for caches that keep blends)."""
+        arrays = (self.items, self.scores, self.personal, self.prior, self.affinity, self.interest_scores)
+        return sum(a.nbytes for a in arrays if a is not None)
+
     def interest(self, rows: np.ndarray) -> np.ndarray:
         """The closest interest (index; the lowest on ties) of each of ``rows``; ``-1`` without any."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -97,14 +97,19 @@ class Ranker:
         k: int = 10,
         filters: Filters | None = None,
         request_context: RequestContext | None = None,
+        scored: Blended | None = None,
     ) -> list[RankedItem]:
-        """The top-``k`` page for ``state`` (fewer when filters leave fewer items)."""
+        """The top-``k`` page for ``state`` (fewer when filters leave fewer items).
+
+        ``scored``: :meth:`scores` of this very state from this ranker's space, when the caller
+        kept it (the blend does not depend on the journey stage, campaigns or filters).
+        """
         if k < 1:
             raise ConfigError(f"k must be a positive integer, got {k!r}")
         filters = filters if filters is not None else Filters()
         key = _cold_key(state, k, filters)
         if key is None:
-            return self._rank(state, k, filters, request_context)
+            return self._rank(state, k, filters, request_context, scored)
         page = self._cold_pages.get(key)
         if page is None:
             page = tuple(self._rank(state, k, filters, request_context))
@@ -112,16 +117,29 @@ class Ranker:
                 self._cold_pages[key] = page
         return list(page)
 
+    def scores(self, state: UserState) -> Blended:
+        """The blended scores :meth:`recommend` ranks ``state`` by (read-only arrays)."""
+        scored = blend(
+            self.space, state, self.scorers, self.config.blend, self._ann_candidates(state), self._prior
+        )
+        for array in (scored.items, scored.scores, scored.personal, scored.prior, scored.affinity):
+            if array is not None:
+                array.flags.writeable = False
+        return scored
+
     def _rank(
-        self, state: UserState, k: int, filters: Filters, request_context: RequestContext | None
+        self,
+        state: UserState,
+        k: int,
+        filters: Filters,
+        request_context: RequestContext | None,
+        scored: Blended | None = None,
     ) -> list[RankedItem]:
         context = request_context if request_context is not None else RequestContext()
         space = self.space
         mask = allowed_items(filters, state, space.n_items, space.metadata)
         stage = self.config.journey.stage(state)
-        scored = blend(
-            space, state, self.scorers, self.config.blend, self._ann_candidates(state), self._prior
-        )
+        scored = scored if scored is not None else self.scores(state)
         positions = scored.items if scored.items is not None else np.arange(space.n_items)
         allowed = mask[positions]
         scores = np.where(allowed, scored.scores, -np.inf)
