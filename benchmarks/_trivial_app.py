@@ -8,8 +8,6 @@ the body with a call back to the proxy before the handler can run, so a trivial 
 about 1.7-2.4x a trivial GET on this machine (measured) before any application work.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 from fastapi import FastAPI

@@ -295,7 +295,11 @@ class Engine:
 
     def state(self, user_id: str) -> tuple[UserState, int]:
         """The user's state and its store version (a blank state at 0 for an unknown user), with
-        the served-page counters laid over it (journey stage and campaign exposures as of now)."""
+        the served-page counters laid over it (journey stage and campaign exposures as of now).
+
+        Read it, do not change it in place: its interests and history are shared with the engine's
+        decoded-state cache (set plain fields such as ``pages_since_signal`` freely; for a state to
+        update, decode a copy with ``UserState.from_bytes(state.to_bytes())``)."""
         return self._ranking_state(user_id)[:2]
 
     def _ranking_state(self, user_id: str) -> tuple[UserState, int, bytes | None]:
