@@ -566,13 +566,15 @@ def render(results: dict[str, Any]) -> str:
     what = {
         "Engine.ingest": "one event: state read, update, durable event + state write (fsync)",
         f"Engine.ingest x{BATCH}": f"{BATCH} events of {BATCH} users in one call: one durable commit",
-        "Engine.recommend": "k=10: state + served counters read from SQLite, decode, rank",
+        "Engine.recommend": "k=10: state + served counters read from SQLite, rank; the pool repeats, so "
+        "decoded states and blends are mostly reused (as for repeat pages)",
         "Engine.record_served": "the served-page counters a GET queues after answering (no fsync)",
-        "Engine.sync": "runs before every engine call in a replica (campaigns + item count)",
+        "Engine.sync": "runs before every engine call in a replica (one read of the catalogue revision)",
         "UserState.from_bytes": "state decode (zlib + JSON)",
         "UserState.to_bytes": "state encode (JSON + zlib)",
         "EmbeddingUpdater.apply": "pure update of an in-memory state, no store",
-        "Ranker.recommend": "pure ranking of an in-memory state, k=10, no store",
+        "Ranker.recommend": "pure ranking of an in-memory state, k=10, no store, the blend computed "
+        "every call (zero-history pages are kept by the ranker)",
     }
     for name, row in results["in_process"].items():
         lines.append(f"| `{name}` | {what.get(name, '')} | {row['median_us']:,.0f} | {row['p99_us']:,.0f} |")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -122,6 +122,30 @@ class UserState:
         total = sum(s * i.direction for s, i in zip(self.shares(), self.interests, strict=True))
         norm = float(np.linalg.norm(total))
         return (total / norm).astype(np.float32) if norm > 0 else None
+
+    def copy(self) -> UserState:
+        """An independent copy to update (about a third of a decode round trip); caches are left out.
+
+        Examples
+        --------
+        >>> state = UserState("u1", interests=[Interest(np.ones(2, dtype="float32"), 1.0)])
+        >>> other = state.copy()
+        >>> other.interests[0].total *= 2
+        >>> float(state.interests[0].total[0]), other.to_bytes() == state.to_bytes()
+        (1.0, False)
+        """
+        return replace(
+            self,
+            interests=[Interest(i.total.copy(), i.weight, list(i.anchors)) for i in self.interests],
+            recent=list(self.recent),
+            seen=OrderedDict(self.seen),
+            event_ids=OrderedDict(self.event_ids),
+            counts=dict(self.counts),
+            exposures=dict(self.exposures),
+            ls_confidence=dict(self.ls_confidence),
+            ls_vector=None if self.ls_vector is None else self.ls_vector.copy(),
+            _cache={},
+        )
 
     def remember(self, mapping: OrderedDict[Any, None], key: Any, limit: int) -> None:
         """Insert or refresh ``key`` in an LRU ``mapping`` bounded to ``limit`` entries."""

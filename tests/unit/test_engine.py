@@ -107,3 +107,32 @@ def test_promotion_caps_hold_across_replicas_and_background_counting(
     assert shown == [["near"], ["near"], [], []]
     assert two.state("u")[0].exposures == {"near": 2}
     assert one.forget("u").state and one.state("u")[0].exposures == {}
+
+
+def test_kept_states_and_blends_give_what_a_fresh_replica_decodes(
+    space: EmbeddingSpace, tmp_path: Path
+) -> None:
+    """The engine keeps the states it writes and the blends it ranks by; a replica that keeps
+    nothing (a new engine on the same store, fresh for every read) must see the same bytes and
+    the same pages, through events, repeat pages, dislikes and another replica's writes."""
+    kept, other = replica(space, tmp_path / "s.db"), replica(space, tmp_path / "s.db")
+    kinds = ("like", "click", "dislike", "view")
+    users = [f"u{n}" for n in range(5)]
+    for step in range(8):
+        writer = other if step % 3 == 2 else kept  # the kept copy goes stale: must be re-read
+        writer.ingest(
+            [
+                like(user, (37 * step + 11 * n) % 200, step, kinds[(step + n) % 4])
+                for n, user in enumerate(users)
+            ]
+        )
+        for user in users:
+            pages = [kept.recommend(user, 10).items for _ in range(2)]  # the second from the kept blend
+            fresh = replica(space, tmp_path / "s.db")
+            assert pages[0] == pages[1] == fresh.recommend(user, 10).items
+            state, version = kept.state(user)
+            assert (state.to_bytes(), version) == (fresh.state(user)[0].to_bytes(), fresh.state(user)[1])
+    first = kept.state("u0")[0]
+    copy = first.copy()
+    kept.ingest([like("u0", 5, 100)])
+    assert kept.state("u0")[0].n_signals == first.n_signals + 1 and copy.to_bytes() == first.to_bytes()
