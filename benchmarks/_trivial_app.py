@@ -5,7 +5,7 @@ Deployed with the same replica options as Wayfinder's ``Gateway`` (no CPU reserv
 requests in flight), so the only difference between the two is the work each request does. A POST
 needs its own floor: Serve hands a replica the request without its body, and the replica fetches
 the body with a call back to the proxy before the handler can run, so a trivial POST costs Serve
-about 1.7-2.4x a trivial GET on this machine (measured) before any application work.
+about 1.5-2.4x a trivial GET on this machine (measured) before any application work.
 """
 
 from typing import Any
