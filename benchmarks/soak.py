@@ -611,7 +611,7 @@ class Deployment:
 
     def engine(self) -> Any:
         """An engine on the same bundle and store in this process (reads only; for expected pages)."""
-        from serving.app import make_engine
+        from serving.config import make_engine
 
         return make_engine(self.args())
 

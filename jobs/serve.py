@@ -54,7 +54,7 @@ def admin_key(args: argparse.Namespace, store_url: str) -> tuple[str | None, str
     if getattr(args, "no_auth", False):
         return None, None
     from serving.api_keys import add_key, new_key, read_keys
-    from serving.app import PROJECT_ROOT
+    from serving.config import PROJECT_ROOT
 
     keys_file = getattr(args, "keys_file", None)
     if keys_file is not None:

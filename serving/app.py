@@ -15,7 +15,8 @@ Shape, chosen for latency (every handle hop costs 5-9 ms here, see the Ray guide
 
 Both read and write the same durable store on every call, so any replica sees every acknowledged
 event (read-your-writes across replicas) and a restart loses nothing. Build the app with
-:func:`build_app`; ``serve run serving/config.yaml`` does.
+:func:`build_app`; ``serve run serving/config.yaml`` does. Its arguments, and the engine and
+experiments each replica builds from them, are in :mod:`serving.config`.
 """
 
 from __future__ import annotations
@@ -29,115 +30,35 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path as FilePath
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
-from recsys.embeddings import UpdaterConfig
-from recsys.engine import Ack, Engine, IncomingEvent, Page, load_bundle
+from recsys.engine import Ack, Engine, IncomingEvent, Page
 from recsys.engine.versions import resolve_serving_bundle
-from recsys.experiments import Experiment, Variant
-from recsys.ranking import RankedItem, RankerConfig
+from recsys.ranking import RankedItem
 from recsys.registry import code_version
-from recsys.store import StoreError, open_store
+from recsys.store import StoreError
 from recsys.store.base import ItemRecord
 from serving import schemas as s
-from serving.auth import AuthConfig, Guard, needs
+from serving.auth import Guard, needs
+from serving.config import ModelSwitch, ServingArgs, make_engine, make_experiments, serving_identity
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming, within
-from serving.experiments import ExperimentRuntime, validate_experiments, variant_settings
+from serving.experiments import ExperimentRuntime
 from serving.logs import log_failure, log_request
-from serving.metrics import model_identity, serving_metrics
-from serving.privacy import PrivacyConfig
+from serving.metrics import serving_metrics
 
-PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 REPLICA_HEADER = "X-Wayfinder-Replica"
 """Response header naming the gateway replica that answered."""
 logger = logging.getLogger("wayfinder.serving")
-
-
-class ServingArgs(BaseModel):
-    """Arguments of :func:`build_app` (the ``args`` of the Serve config's application)."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    bundle: str = Field(description="serving bundle directory (wayfinder pipeline writes out/bundle)")
-    store_url: str = Field(
-        default="sqlite:///out/store.db",
-        description="sqlite:///relative.db, sqlite:////absolute.db or redis://host:port/db",
-    )
-    model_version: str | None = Field(
-        default=None,
-        description="with a bundle registry as `bundle` (out/bundles): a version (v0002) or 'champion' "
-        "(the default); swapped in place through the deployments' user_config",
-    )
-    gateway_replicas: int = Field(default=1, ge=1)
-    updater_replicas: int = Field(default=1, ge=1)
-    updater_timeout_s: float = Field(
-        default=15.0, gt=0, description="answer 503 when the updater has not acknowledged events by then"
-    )
-    updater: UpdaterConfig = Field(default_factory=UpdaterConfig)
-    ranker: RankerConfig = Field(default_factory=RankerConfig)
-    event_path: Literal["gateway", "updater"] = Field(
-        default="gateway",
-        description="where POST /v1/events is applied: in the gateway (no hop, batched; the faster, "
-        "see BENCHMARKS.md) or through a handle call to the EmbeddingUpdater deployment",
-    )
-    auth: AuthConfig = Field(default_factory=AuthConfig, description="API keys; none configured: open API")
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig, description="user-id pseudonymisation")
-    experiments: list[Experiment] = Field(
-        default_factory=list, description="A/B/n experiments; at most one enabled (README: A/B testing)"
-    )
-
-    @model_validator(mode="after")
-    def _valid_experiments(self) -> ServingArgs:
-        validate_experiments(self.experiments, self.ranker, self.updater)
-        return self
-
-    def resolved(self) -> ServingArgs:
-        """Relative paths taken from the project root, so every replica finds the same files, and the
-        keys file snapshotted (see :class:`~serving.auth.AuthConfig`)."""
-        bundle = FilePath(self.bundle)
-        url = self.store_url
-        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-            url = "sqlite:///" + str(PROJECT_ROOT / url.removeprefix("sqlite:///"))
-        absolute = bundle if bundle.is_absolute() else PROJECT_ROOT / bundle
-        return self.model_copy(
-            update={
-                "bundle": str(absolute),
-                "store_url": url,
-                "auth": self.auth.resolved(PROJECT_ROOT),
-            }
-        )
-
-    def with_privacy_key(self) -> ServingArgs:
-        """Resolved, with the pseudonymisation key filled in (a key file is created on first use)."""
-        config = self.resolved()
-        return config.model_copy(update={"privacy": config.privacy.resolved(config.store_url, PROJECT_ROOT)})
-
-    def pseudonymiser(self) -> Callable[[str], str]:
-        """The user-id map the gateway applies (for tools and tests that read the store directly)."""
-        return self.with_privacy_key().privacy.pseudonymiser()
-
-
-def make_experiments(args: ServingArgs, main: Engine, *, with_scorers: bool = True) -> ExperimentRuntime:
-    """The replica's experiment runtime: variant engines share the store, bundles resolve like ours."""
-
-    def variant_engine(variant: Variant) -> Engine:
-        update = variant_settings(args.ranker, args.updater, variant)
-        if "bundle" in update and not FilePath(update["bundle"]).is_absolute():
-            update["bundle"] = str(PROJECT_ROOT / update["bundle"])
-        return make_engine(args.model_copy(update=update), with_scorers=with_scorers)
-
-    return ExperimentRuntime(args.experiments, open_store(args.store_url), main, variant_engine)
 
 
 async def attribute_fresh(
@@ -150,41 +71,6 @@ async def attribute_fresh(
     for counted in await asyncio.to_thread(experiments.attribute, fresh):
         if counted.outcomes:
             metrics.conversion(counted.experiment, counted.variant, counted.event_type)
-
-
-class ModelSwitch(BaseModel):
-    """The deployments' ``user_config``: which bundle version to serve (``serve deploy`` can set it)."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    model_version: str | None = None
-
-
-def make_engine(args: ServingArgs, *, with_scorers: bool = True) -> Engine:
-    """One replica's engine over the bundle and the shared store."""
-    if args.store_url.startswith("sqlite:///"):
-        FilePath(args.store_url.removeprefix("sqlite:///").split("?")[0]).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    bundle, version = resolve_serving_bundle(args.bundle, args.model_version)
-    parts = load_bundle(bundle)
-    return Engine(
-        space=parts.space,
-        item_ids=parts.item_ids,
-        store=open_store(args.store_url),
-        scorers=parts.scorers if with_scorers else (),
-        featurizer=parts.featurizer,
-        updater_config=args.updater,
-        ranker_config=args.ranker,
-        model_version=version,
-    )
-
-
-def serving_identity(args: ServingArgs) -> tuple[str, str]:
-    """``(model_version, fingerprint)`` of the bundle ``args`` serve (a registry's version, if any)."""
-    bundle, version = resolve_serving_bundle(args.bundle, args.model_version)
-    name, fingerprint = model_identity(bundle)
-    return version or name, fingerprint
 
 
 async def _swapped(

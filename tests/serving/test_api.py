@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.serving._app import serve_on_free_port, small_bundle
+from tests.serving._app import small_bundle
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -21,12 +21,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("serving"), seed=5, n_events=20_000, n_items=300, n_clusters=6,
         factors=16, iterations=8,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def http_port() -> Iterator[int]:
-    with serve_on_free_port() as url:
-        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

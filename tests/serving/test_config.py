@@ -8,7 +8,7 @@ import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
-from serving.app import PROJECT_ROOT, ServingArgs
+from serving.config import PROJECT_ROOT, ServingArgs
 from tests.conftest import REPO
 
 

@@ -14,7 +14,7 @@ import requests
 
 from recsys.experiments import Experiment, assign
 from serving.privacy import PrivacyConfig
-from tests.serving._app import serve_on_free_port, small_bundle
+from tests.serving._app import small_bundle
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -43,12 +43,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("ab"), seed=3, n_events=10_000, n_items=200, n_clusters=4,
         factors=8, iterations=4,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def http_port() -> Iterator[int]:
-    with serve_on_free_port() as url:
-        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis"])

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from serving.app import REPLICA_HEADER
-from tests.serving._app import serve_on_free_port, small_bundle
+from tests.serving._app import small_bundle
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -28,12 +28,6 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tmp_path_factory.mktemp("replicas"), seed=7, n_events=10_000, n_items=200, n_clusters=4,
         factors=8, iterations=4,
     )  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def http_port() -> Iterator[int]:
-    with serve_on_free_port() as url:
-        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture(params=["sqlite", "redis"])
