@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -50,6 +49,7 @@ import requests
 
 from benchmarks._report import write_section
 from benchmarks.coldstart_offline import ALS_PARAMS, ML_SMALL, REFERENCES, engine, fit_models, load, timing
+from benchmarks.serving import free_port
 from recsys.embeddings.coldstart import (
     CHECKPOINTS,
     ColdStartData,
@@ -64,12 +64,6 @@ from recsys.evaluation.protocol import recbole_positives
 TARGET_MARGIN = {3: 1.10, 5: 1.10, 10: 1.10}
 """Required ratio to the best reference (1.0 at every other n)."""
 RATING_NEUTRAL = 2.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log(message: str) -> None:

@@ -37,7 +37,7 @@ def dataset(size: int, workdir: Path) -> tuple[Path, str]:
 def measure(size: int, workdir: Path) -> list[dict[str, float | int | str]]:
     data, now = dataset(size, workdir)
     manifest = json.loads((data / "manifest.json").read_text())
-    rows = []
+    rows: list[dict[str, float | int | str]] = []
     for engine in ENGINES:
         print(f"[bench] {engine} on {size:,}", file=sys.stderr, flush=True)
         command = [

@@ -28,8 +28,6 @@ Writes the ``serving`` section of BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import itertools
 import json
 import math
 import os
@@ -297,7 +295,7 @@ def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, An
         plan_path.write_text(json.dumps(plan))
         result_path.unlink(missing_ok=True)
         log(f"load generator on {plan['base']} (separate process)")
-        command = [sys.executable, "-m", "benchmarks.serving", "--loadgen", str(plan_path), str(result_path)]
+        command = [sys.executable, "-m", "benchmarks._serving_loadgen", str(plan_path), str(result_path)]
         process = subprocess.Popen(command, cwd=REPO)
         try:
             process.wait(timeout=LOADGEN_TIMEOUT_S)
@@ -315,169 +313,6 @@ def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, An
         finally:
             ray.shutdown()
             shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------ load generator
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
-
-
-async def _drive(
-    session: Any, make: Callable[[], tuple[str, str, Any]], clients: int, per_client: int
-) -> dict[str, Any]:
-    """``clients`` workers, each sending ``per_client`` requests back to back on its own connection."""
-    latencies: list[float] = []
-    errors: list[str] = []
-
-    async def worker() -> None:
-        for _ in range(per_client):
-            method, path, body = make()
-            started = time.perf_counter()
-            try:
-                async with session.request(method, path, json=body) as response:
-                    await response.read()
-                    if not 200 <= response.status < 300:
-                        errors.append(f"HTTP {response.status}")
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:200])
-            latencies.append((time.perf_counter() - started) * 1e3)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    wall = time.perf_counter() - started
-    ordered = sorted(latencies)
-    return {
-        "requests": len(latencies),
-        "p50_ms": _percentile(ordered, 0.50),
-        "p99_ms": _percentile(ordered, 0.99),
-        "mean_ms": sum(ordered) / len(ordered),
-        "req_per_s": len(latencies) / wall,
-        "errors": len(errors),
-        "error_samples": sorted(set(errors))[:5],
-        "wall_s": wall,
-    }
-
-
-async def _loadgen(plan: dict[str, Any]) -> dict[str, Any]:
-    import aiohttp
-
-    rng = random.Random(0)
-    items: list[str] = plan["items"]
-    run: str = plan["run"]
-    users = [f"u{n:03d}" for n in range(POOL)]
-    post_users = [f"p{n:03d}" for n in range(POOL)]
-    counter = itertools.count()
-
-    def floor() -> tuple[str, str, Any]:
-        return "GET", "/floor/ping", None
-
-    def recommendations() -> tuple[str, str, Any]:
-        return "GET", f"/v1/users/{rng.choice(users)}/recommendations?k=10", None
-
-    def event(prefix: str = "") -> tuple[str, str, Any]:
-        body = {
-            "user_id": rng.choice(post_users),
-            "item_id": rng.choice(items),
-            "event_type": rng.choice(POST_TYPES),
-            "event_id": f"bench-{run}-{next(counter)}",
-        }
-        return "POST", f"{prefix}/v1/events", body
-
-    def floor_post() -> tuple[str, str, Any]:
-        return "POST", "/floor/echo", event()[2]
-
-    makers = {
-        FLOOR: floor,
-        FLOOR_POST: floor_post,
-        GET: recommendations,
-        POST: event,
-        HOP: lambda: event("/hop"),
-    }
-    timeout = aiohttp.ClientTimeout(total=30)
-
-    def session(clients: int) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=clients)
-        return aiohttp.ClientSession(plan["base"], connector=connector, timeout=timeout)
-
-    async with session(8) as seeding:  # half the GET pool gets a history
-        for user in users[: POOL // 2]:
-            batch = [
-                {
-                    "user_id": user,
-                    "item_id": rng.choice(items),
-                    "event_type": kind,
-                    "event_id": f"seed-{run}-{user}-{n}",
-                }
-                for n, kind in enumerate(SEED_TYPES[:SEED_EVENTS])
-            ]
-            async with seeding.post("/v1/events", json={"events": batch}) as response:
-                if response.status != 200:
-                    raise RuntimeError(f"seeding failed: HTTP {response.status} {await response.text()}")
-
-    cells = []
-    for clients in plan["concurrency"]:
-        per_client = int(plan["per_client"][str(clients)])
-        for endpoint in ENDPOINTS:
-            async with session(clients) as http:
-                # Warm-up (discarded): opens every client's connection and warms the code paths.
-                await _drive(http, makers[endpoint], clients, max(1, math.ceil(plan["warmup"] / clients)))
-                result = await _drive(http, makers[endpoint], clients, per_client)
-            result |= {"endpoint": endpoint, "clients": clients}
-            print(
-                f"[loadgen] {endpoint} c={clients}: p50 {result['p50_ms']:.1f} ms, "
-                f"p99 {result['p99_ms']:.1f} ms, {result['req_per_s']:.0f} req/s, {result['errors']} errors",
-                file=sys.stderr,
-                flush=True,
-            )
-            cells.append(result)
-
-    ryw = await _read_your_writes(session(1), run, int(plan["ryw_trials"]))
-    return {"cells": cells, "read_your_writes": ryw}
-
-
-async def _read_your_writes(http: Any, run: str, trials: int) -> dict[str, Any]:
-    """A like for a fresh user, then the very next GET: version advanced and the item gone."""
-    failures: list[str] = []
-    pair_ms: list[float] = []
-    async with http:
-        async with http.get(f"/v1/users/ryw-{run}-probe/recommendations?k=10") as response:
-            candidates = [item["item_id"] for item in (await response.json())["items"]]
-        for trial in range(trials):
-            user, liked = f"ryw-{run}-{trial}", candidates[trial % len(candidates)]
-            body = {"user_id": user, "item_id": liked, "event_type": "like", "event_id": f"ryw-{run}-{trial}"}
-            started = time.perf_counter()
-            try:
-                async with http.post("/v1/events", json=body) as response:
-                    acked = (await response.json())["acks"][0] if response.status == 200 else None
-                async with http.get(f"/v1/users/{user}/recommendations?k=10") as response:
-                    page = await response.json() if response.status == 200 else None
-            except Exception as exc:
-                failures.append(f"{user}: {type(exc).__name__}: {exc}"[:200])
-                continue
-            pair_ms.append((time.perf_counter() - started) * 1e3)
-            if acked is None or page is None:
-                failures.append(f"{user}: HTTP error")
-            elif acked["status"] != "applied" or acked["state_version"] < 1:
-                failures.append(f"{user}: ack {acked}")
-            elif page["state_version"] < acked["state_version"]:
-                failures.append(
-                    f"{user}: page version {page['state_version']} < ack {acked['state_version']}"
-                )
-            elif liked in [item["item_id"] for item in page["items"]]:
-                failures.append(f"{user}: liked item {liked} still recommended")
-    ordered = sorted(pair_ms)
-    return {
-        "trials": trials,
-        "failures": len(failures),
-        "failure_samples": failures[:5],
-        "pair_p50_ms": _percentile(ordered, 0.5),
-    }
-
-
-def loadgen_main(plan_path: str, result_path: str) -> None:
-    plan = json.loads(Path(plan_path).read_text())
-    result = asyncio.run(_loadgen(plan))
-    Path(result_path).write_text(json.dumps(result, indent=1))
 
 
 # ------------------------------------------------------------------------------------------ report
@@ -615,13 +450,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workdir", default="/tmp/wf-bench-serving")
     parser.add_argument("--quick", action="store_true", help="a tenth of the requests; no BENCHMARKS.md")
-    parser.add_argument("--loadgen", nargs=2, metavar=("PLAN", "RESULT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name, value in ENV.items():
         os.environ.setdefault(name, value)
-    if args.loadgen:
-        loadgen_main(*args.loadgen)
-        return
     from benchmarks._report import write_section
 
     workdir = Path(args.workdir)
