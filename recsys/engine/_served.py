@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from recsys.store import ServedPage
@@ -55,7 +54,7 @@ class ServedRecorder:
         self._queued: dict[str, list[ServedPage]] = {}  # submitted, not yet taken by the writer
         self._writing: dict[str, list[ServedPage]] = {}  # taken, being written
         self._wake = threading.Event()
-        self._stopping = False
+        self._closing = threading.Event()  # also ends the wait for a batch at once
         self._thread = threading.Thread(target=self._run, name="served-pages", daemon=True)
         self._thread.start()
 
@@ -77,15 +76,14 @@ class ServedRecorder:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is pending, then stop the thread."""
-        self._stopping = True
+        self._closing.set()
         self._wake.set()
         self._thread.join(timeout_s)
 
     def _run(self) -> None:
         while True:
             self._wake.wait()
-            if not self._stopping:
-                time.sleep(self._linger_s)  # let the pages of the next few requests join this batch
+            self._closing.wait(self._linger_s)  # let the pages of the next few requests join this batch
             with self._lock:
                 self._wake.clear()
                 self._writing, self._queued = self._queued, {}
@@ -97,5 +95,5 @@ class ServedRecorder:
                     logger.warning("could not count %d served pages", len(pages), exc_info=True)
             with self._lock:
                 self._writing = {}
-                if self._stopping and not self._queued:
+                if self._closing.is_set() and not self._queued:
                     return

@@ -10,8 +10,9 @@ import pytest
 from recsys.data.ids import IdIndex
 from recsys.embeddings import EmbeddingSpace
 from recsys.engine import Engine, IncomingEvent
+from recsys.engine._served import ServedRecorder
 from recsys.ranking import RankerConfig
-from recsys.store import open_store
+from recsys.store import ServedPage, open_store
 from tests.unit.test_embeddings import planted_space
 
 
@@ -136,3 +137,27 @@ def test_kept_states_and_blends_give_what_a_fresh_replica_decodes(
     copy = first.copy()
     kept.ingest([like("u0", 5, 100)])
     assert kept.state("u0")[0].n_signals == first.n_signals + 1 and copy.to_bytes() == first.to_bytes()
+
+
+def test_unwritten_served_pages_count_at_once_here_and_everywhere_once_written(
+    space: EmbeddingSpace, tmp_path: Path
+) -> None:
+    engine, other = replica(space, tmp_path / "s.db"), replica(space, tmp_path / "s.db")
+    engine.ingest([like("u", 120, 0)])
+    for _ in range(3):
+        engine.served_later(engine.recommend("u", 10))
+    assert engine.state("u")[0].pages_since_signal == 3  # written or not yet (the writer waits 50 ms)
+    engine.close()  # writes what is left
+    assert other.state("u")[0].pages_since_signal == 3
+
+
+def test_served_recorder_batches_keeps_pending_and_discards_a_forgotten_user() -> None:
+    written: list[list[ServedPage]] = []
+    recorder = ServedRecorder(written.append, linger_s=30.0)  # nothing is written until close
+    for user in ("u", "v", "u"):
+        recorder.submit(ServedPage(user, 1))
+    assert recorder.pending("u") == [ServedPage("u", 1)] * 2 and recorder.pending("v") == [ServedPage("v", 1)]
+    recorder.discard("v")
+    assert recorder.pending("v") == []
+    recorder.close()
+    assert written == [[ServedPage("u", 1), ServedPage("u", 1)]] and recorder.pending("u") == []

@@ -228,3 +228,28 @@ def test_items_added_live_can_be_recommended(space: EmbeddingSpace) -> None:
     ranker = Ranker(space).with_space(grown)
     state = liked(grown, [120, 121, 122, 123, 124, 125, 126])
     assert grown.n_items - 1 in {r.item for r in ranker.recommend(state, k=10)}
+
+
+def test_zero_history_pages_are_kept_per_k_and_category_and_match_a_fresh_ranker(
+    space: EmbeddingSpace,
+) -> None:
+    kept = Ranker(space)
+    asks = [(10, None), (5, None), (10, ["genre2"]), (10, None), (5, None), (10, ["genre2"])]
+    for k, categories in asks:
+        page = kept.recommend(UserState("new"), k, Filters(include_categories=categories))
+        assert page == Ranker(space).recommend(UserState("new"), k, Filters(include_categories=categories))
+        assert len(page) == k and (categories is None or all(cluster_of(r.item) == 2 for r in page))
+    seen = UserState("new")
+    seen.seen[0] = None  # an event on an item without a signal: no longer the shared page
+    assert 0 not in {r.item for r in kept.recommend(seen, 10)}
+    assert 0 in {r.item for r in kept.recommend(UserState("new"), 200)}
+
+
+def test_recommend_from_kept_scores_equals_scoring_again(space: EmbeddingSpace) -> None:
+    ranker = Ranker(space)
+    state = liked(space, [120, 121, 81, 82], kind="click")
+    scored = ranker.scores(state)
+    assert not scored.scores.flags.writeable  # shared between requests: read-only
+    for pages in (0, 2, 5):
+        state.pages_since_signal = pages
+        assert ranker.recommend(state, 10, scored=scored) == ranker.recommend(state, 10)
