@@ -61,7 +61,7 @@ AckStatus = Literal["applied", "duplicate", "pending_item"]
 DECODED_STATES = 512
 """Decoded user states an engine keeps, least recently used first out: each is checked against the
 stored bytes on every read (a state another writer changed is decoded again); a state this engine
-writes is kept as written (pages from it match a decoded copy: 1,000 of 1,000 checked), and an
+writes is kept as written (its pages and bytes match a decoded copy's; tests/unit/test_engine.py), and an
 update starts from a copy of it instead of a decode."""
 BLEND_BUDGET_BYTES = 48 * 2**20
 """Memory for blended scores kept for ranking (about 160 users' at 10k items and 4 interests)."""
