@@ -13,7 +13,8 @@ An event on item ``i`` changes ``c_i``, hence ``A`` by ``delta y_i y_i^T`` with
 
 ``A^-1`` and ``b`` are a per-user cache keyed by the space's fingerprint, rebuilt exactly from the
 stored confidences when missing (after loading a state, or when the space changed) and every
-``refresh_every`` updates (bounding floating-point drift).
+``refresh_every`` updates (bounding floating-point drift). The cached arrays are read-only and
+each update replaces them, so a state's copy (``UserState.copy``) shares the cache safely.
 """
 
 from __future__ import annotations
@@ -39,8 +40,16 @@ def rebuild(state: UserState, space: EmbeddingSpace) -> tuple[np.ndarray, np.nda
         system += (vectors * terms[:, None]).T @ vectors
     rhs = vectors.T @ np.maximum(conf, 0.0) if items.size else np.zeros(space.dim)
     inverse = np.linalg.inv(system) if items.size else space.base_inverse().copy()
-    state._cache["ls"] = (space.fingerprint, inverse, rhs, 0)
+    _keep(state, space, inverse, rhs, 0)
     return inverse, rhs
+
+
+def _keep(
+    state: UserState, space: EmbeddingSpace, inverse: np.ndarray, rhs: np.ndarray, updates: int
+) -> None:
+    inverse.setflags(write=False)
+    rhs.setflags(write=False)
+    state._cache["ls"] = (space.fingerprint, inverse, rhs, updates)
 
 
 def add_confidence(
@@ -72,5 +81,5 @@ def add_confidence(
             rhs = rhs + (max(new, 0.0) - max(old, 0.0)) * y
     else:
         rhs = rhs + (max(new, 0.0) - max(old, 0.0)) * y
-    state._cache["ls"] = (space.fingerprint, inverse, rhs, updates + 1)
+    _keep(state, space, inverse, rhs, updates + 1)
     state.ls_vector = (inverse @ rhs).astype(np.float32)

@@ -124,7 +124,11 @@ class UserState:
         return (total / norm).astype(np.float32) if norm > 0 else None
 
     def copy(self) -> UserState:
-        """An independent copy to update (about a third of a decode round trip); caches are left out.
+        """An independent copy to update (about a third of a decode round trip).
+
+        The derived caches are shared, not copied: their entries are only ever replaced, never
+        changed in place (the fold-in's ``A^-1`` is one such entry, so an event on the copy stays
+        an O(d^2) update instead of an O(d^3) rebuild).
 
         Examples
         --------
@@ -144,7 +148,7 @@ class UserState:
             exposures=dict(self.exposures),
             ls_confidence=dict(self.ls_confidence),
             ls_vector=None if self.ls_vector is None else self.ls_vector.copy(),
-            _cache={},
+            _cache=dict(self._cache),
         )
 
     def remember(self, mapping: OrderedDict[Any, None], key: Any, limit: int) -> None:

@@ -18,6 +18,7 @@ from recsys.embeddings import (
     UpdaterConfig,
     UserState,
 )
+from recsys.embeddings import _least_squares as _least_squares_module
 from recsys.embeddings.coldstart import ColdStartData, curve, holdout_mask, mean_curve, ndcg_at_k
 from recsys.errors import ArtifactError, ConfigError
 from recsys.models import ALSRecommender, EASERecommender
@@ -199,6 +200,35 @@ def test_exact_fold_in_equals_least_squares(als_space: tuple[ALSRecommender, Emb
     np.testing.assert_allclose(
         restored.ls_vector, _least_squares(space, confidences | {5: 3.0 * space.alpha}), rtol=1e-4, atol=1e-5
     )
+
+
+def test_copies_keep_the_fold_in_cache_and_stay_exact(
+    als_space: tuple[ALSRecommender, EmbeddingSpace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine updates a copy of the kept state per event: the copy reuses ``A^-1`` (an O(d^2)
+    Sherman-Morrison step, no O(d^3) rebuild), agrees with the exact solve, and leaves the original
+    and its cache untouched."""
+    _, space = als_space
+    updater = EmbeddingUpdater(space)
+    state = UserState("u")
+    updater.apply(state, like(3))  # the first event builds the cache
+    rebuilds: list[int] = []
+    real = _least_squares_module.rebuild
+    monkeypatch.setattr(_least_squares_module, "rebuild", lambda *a: rebuilds.append(1) or real(*a))
+    confidences = {3: 3.0 * space.alpha}  # a like weighs 3
+    for step, item in enumerate([7, 11, 3, 20, 7], start=1):
+        before, before_bytes, before_confidences = state, state.to_bytes(), dict(confidences)
+        state = before.copy()
+        updater.apply(state, like(item, float(step)))
+        confidences[item] = confidences.get(item, 0.0) + 3.0 * space.alpha
+        np.testing.assert_allclose(state.ls_vector, _least_squares(space, confidences), rtol=1e-4, atol=1e-5)
+        assert before.to_bytes() == before_bytes
+        np.testing.assert_allclose(
+            before.ls_vector, _least_squares(space, before_confidences), rtol=1e-4, atol=1e-5
+        )
+    assert rebuilds == []
+    with pytest.raises(ValueError, match="read-only"):
+        state._cache["ls"][1][0, 0] = 1.0  # shared between copies, so never changed in place
 
 
 def test_state_round_trip_is_exact(
