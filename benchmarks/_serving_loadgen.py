@@ -1,8 +1,9 @@
 """The serving benchmark's load generator, run by :mod:`benchmarks.serving` as its own process.
 
 ``python -m benchmarks._serving_loadgen PLAN RESULT``: reads the JSON plan (base URL, catalogue,
-concurrencies, requests per client), seeds half the GET users, drives every cell (asyncio + aiohttp,
-one keep-alive connection per client), checks read-your-writes, and writes the JSON result.
+concurrencies, requests per client, rounds), seeds half the GET users, drives every cell (asyncio +
+aiohttp, one keep-alive connection per client) in interleaved rounds, checks read-your-writes, and
+writes the JSON result.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _percentile(ordered: list[float], q: float) -> float:
 async def _drive(
     session: Any, make: Callable[[], tuple[str, str, Any]], clients: int, per_client: int
 ) -> dict[str, Any]:
-    """``clients`` workers, each sending ``per_client`` requests back to back on its own connection."""
+    """``clients`` workers, each sending ``per_client`` requests back to back on its own connection:
+    every latency (ms), the error messages and the wall time."""
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -58,14 +60,22 @@ async def _drive(
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    wall = time.perf_counter() - started
-    ordered = sorted(latencies)
+    return {"latencies": latencies, "errors": errors, "wall_s": time.perf_counter() - started}
+
+
+def _cell(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One endpoint at one concurrency: percentiles over the pooled requests of every round, and
+    each round's own p50."""
+    ordered = sorted(latency for r in rounds for latency in r["latencies"])
+    errors = [e for r in rounds for e in r["errors"]]
+    wall = sum(r["wall_s"] for r in rounds)
     return {
-        "requests": len(latencies),
+        "requests": len(ordered),
         "p50_ms": _percentile(ordered, 0.50),
         "p99_ms": _percentile(ordered, 0.99),
         "mean_ms": sum(ordered) / len(ordered),
-        "req_per_s": len(latencies) / wall,
+        "round_p50_ms": [_percentile(sorted(r["latencies"]), 0.50) for r in rounds],
+        "req_per_s": len(ordered) / wall,
         "errors": len(errors),
         "error_samples": sorted(set(errors))[:5],
         "wall_s": wall,
@@ -129,16 +139,23 @@ async def _loadgen(plan: dict[str, Any]) -> dict[str, Any]:
                     raise RuntimeError(f"seeding failed: HTTP {response.status} {await response.text()}")
 
     cells = []
+    rounds: int = plan["rounds"]
     for clients in plan["concurrency"]:
-        per_client = int(plan["per_client"][str(clients)])
+        per_round = int(plan["per_client"][str(clients)]) // rounds
+        measured: dict[str, list[dict[str, Any]]] = {endpoint: [] for endpoint in ENDPOINTS}
+        for round_ in range(rounds):
+            # Each round runs every endpoint once, in an order rotated per round, so a drift in the
+            # shared machine's load falls on all endpoints alike.
+            for endpoint in ENDPOINTS[round_ % len(ENDPOINTS) :] + ENDPOINTS[: round_ % len(ENDPOINTS)]:
+                async with session(clients) as http:
+                    # Warm-up (discarded): opens every client's connection and warms the code paths.
+                    await _drive(http, makers[endpoint], clients, max(1, math.ceil(plan["warmup"] / clients)))
+                    measured[endpoint].append(await _drive(http, makers[endpoint], clients, per_round))
         for endpoint in ENDPOINTS:
-            async with session(clients) as http:
-                # Warm-up (discarded): opens every client's connection and warms the code paths.
-                await _drive(http, makers[endpoint], clients, max(1, math.ceil(plan["warmup"] / clients)))
-                result = await _drive(http, makers[endpoint], clients, per_client)
-            result |= {"endpoint": endpoint, "clients": clients}
+            result = _cell(measured[endpoint]) | {"endpoint": endpoint, "clients": clients}
             print(
-                f"[loadgen] {endpoint} c={clients}: p50 {result['p50_ms']:.1f} ms, "
+                f"[loadgen] {endpoint} c={clients}: p50 {result['p50_ms']:.1f} ms "
+                f"(rounds {', '.join(f'{p:.1f}' for p in result['round_p50_ms'])}), "
                 f"p99 {result['p99_ms']:.1f} ms, {result['req_per_s']:.0f} req/s, {result['errors']} errors",
                 file=sys.stderr,
                 flush=True,

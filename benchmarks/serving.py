@@ -15,8 +15,8 @@ Protocol of docs/benchmarks.md section 3, in one run on one local Ray cluster (2
    process (asyncio + aiohttp, one keep-alive connection per client) sends a fixed number of
    requests per cell: trivial GET and POST, GET recommendations (k=10, a pool of 200 users, half with 20
    events each), POST one event (both shapes), at 1, 16 and 64 concurrent clients, after a
-   discarded warm-up. Cells are interleaved by concurrency (floor first) so each ratio
-   compares measurements taken moments apart.
+   discarded warm-up. Each concurrency runs in :data:`ROUNDS` rounds of every endpoint (the order
+   rotated per round) and pools them, so each ratio compares measurements taken moments apart.
 4. Read-your-writes: a like for a fresh user, then at once GET recommendations: the state version
    must have advanced and the liked item must be gone.
 
@@ -48,9 +48,13 @@ REPO = Path(__file__).resolve().parents[1]
 ML_SMALL = REPO / "data" / "ml-latest-small"
 
 CONCURRENCY = (1, 16, 64)
-PER_CLIENT = {1: 300, 16: 40, 64: 15}
-"""Requests per client: 300 sequential, 16 x 40 = 640, 64 x 15 = 960."""
-WARMUP = 50
+PER_CLIENT = {1: 300, 16: 42, 64: 15}
+"""Requests per client over all rounds: 300 sequential, 16 x 42 = 672, 64 x 15 = 960."""
+ROUNDS = 3
+"""Each concurrency runs every endpoint this many times, the order rotated per round, and pools
+the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike."""
+WARMUP = 20
+"""Discarded requests before each round of each endpoint (at least one per client)."""
 POOL = 200
 """GET users: ``u000``..``u199``; the first half get :data:`SEED_EVENTS` events before the load."""
 SEED_EVENTS = 20
@@ -243,7 +247,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, Any], dict[str, float]]:
+def requests_per_client(quick: bool, clients: list[int]) -> dict[int, int]:
+    """:data:`PER_CLIENT` for ``clients`` (a tenth with ``quick``, at least one per round)."""
+    return {c: max(ROUNDS, PER_CLIENT[c] // 10) if quick else PER_CLIENT[c] for c in clients}
+
+
+def measure_http(
+    bundle: Path, workdir: Path, per_client: dict[int, int], ryw_trials: int
+) -> tuple[dict[str, Any], dict[str, float]]:
     """Start Ray and Serve, deploy the floor and Wayfinder, run the load generator; shut all down."""
     import ray
     from ray import serve
@@ -286,10 +297,11 @@ def measure_http(bundle: Path, workdir: Path, quick: bool) -> tuple[dict[str, An
             "base": f"http://127.0.0.1:{port}",
             "items": catalogue(bundle),
             "run": uuid.uuid4().hex[:8],
-            "concurrency": list(CONCURRENCY),
-            "per_client": {str(c): (max(2, n // 10) if quick else n) for c, n in PER_CLIENT.items()},
+            "concurrency": list(per_client),
+            "per_client": {str(c): n for c, n in per_client.items()},
+            "rounds": ROUNDS,
             "warmup": WARMUP,
-            "ryw_trials": 10 if quick else RYW_TRIALS,
+            "ryw_trials": ryw_trials,
         }
         plan_path, result_path = workdir / "loadgen-plan.json", workdir / "loadgen-result.json"
         plan_path.write_text(json.dumps(plan))
@@ -345,9 +357,12 @@ def render(results: dict[str, Any]) -> str:
         "(asyncio + aiohttp, one keep-alive connection per client) but **shares the same 2 cores** with "
         "Ray's proxy, the replicas and the GCS, so every latency here is an upper bound and throughput a "
         "lower bound. "
-        f"Requests per cell: {sizes}, after a discarded warm-up on the same connections (at least {WARMUP} "
-        "requests and one per client); cells interleaved by "
-        "concurrency, floor first. GET users come from a pool of 200, half of them with "
+        f"Requests per cell: {sizes}, in {results['rounds']} rounds: each round runs every endpoint once "
+        "at that concurrency, in an order rotated per round, after a discarded warm-up on the same "
+        f"connections (at least {WARMUP} requests and one per client), so a drift in the shared machine's "
+        "load falls on the floors and on Wayfinder alike; p50 and p99 are over the pooled requests of "
+        "all rounds, and the ratio of each round's own p50s is shown beside them. "
+        "GET users come from a pool of 200, half of them with "
         f"{SEED_EVENTS} events; each POST is one event (view/click/like) for a random user of another "
         "pool of 200 and a random catalogue item, with a unique `event_id`. Load average "
         f"{machine['load_start']:.1f} at start, {machine['load_end']:.1f} at end (the machine is shared).",
@@ -360,12 +375,22 @@ def render(results: dict[str, Any]) -> str:
         "are in the table). The last ratio column is every endpoint against the GET floor.",
         "",
         "| endpoint | clients | requests | p50 ms | p99 ms | req/s | errors | p50 vs its floor "
-        "| p50 vs GET floor | meets target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| per round | p50 vs GET floor | meets target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for cell in cells:
         own = floors.get(cell["endpoint"])
         ratio = cell["p50_ms"] / floor[own][cell["clients"]]["p50_ms"] if own else 1.0
+        per_round = (
+            " / ".join(
+                f"{mine / theirs:.2f}"
+                for mine, theirs in zip(
+                    cell["round_p50_ms"], floor[own][cell["clients"]]["round_p50_ms"], strict=True
+                )
+            )
+            if own
+            else ""
+        )
         ratio_get = cell["p50_ms"] / floor[FLOOR][cell["clients"]]["p50_ms"]
         if own is None:
             verdict = "floor" if cell["errors"] == 0 else "no (errors)"
@@ -376,7 +401,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| {cell['endpoint']} | {cell['clients']} | {cell['requests']:,} | {cell['p50_ms']:.1f} | "
             f"{cell['p99_ms']:.1f} | {cell['req_per_s']:,.0f} | {cell['errors']} | "
-            f"{ratio:.2f}x | {ratio_get:.2f}x | {verdict} |"
+            f"{ratio:.2f}x | {per_round} | {ratio_get:.2f}x | {verdict} |"
         )
     samples = sorted({s for cell in cells for s in cell["error_samples"]})
     if samples:
@@ -450,6 +475,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--workdir", default="/tmp/wf-bench-serving")
     parser.add_argument("--quick", action="store_true", help="a tenth of the requests; no BENCHMARKS.md")
+    parser.add_argument(
+        "--clients",
+        type=int,
+        nargs="+",
+        choices=CONCURRENCY,
+        default=list(CONCURRENCY),
+        help="only these concurrencies (a partial run does not write BENCHMARKS.md)",
+    )
     args = parser.parse_args(argv)
     for name, value in ENV.items():
         os.environ.setdefault(name, value)
@@ -462,19 +495,21 @@ def main(argv: list[str] | None = None) -> None:
     in_process = measure_in_process(
         bundle, workdir, IN_PROCESS_CALLS // 10 if args.quick else IN_PROCESS_CALLS
     )
-    http, lifecycle = measure_http(bundle, workdir, args.quick)
+    per_client = requests_per_client(args.quick, args.clients)
+    http, lifecycle = measure_http(bundle, workdir, per_client, 10 if args.quick else RYW_TRIALS)
     if train_s is not None:
         lifecycle = {"bundle training": train_s, **lifecycle}
     results = {
         "machine": machine_facts(bundle, load_start),
-        "per_client": {c: (max(2, n // 10) if args.quick else n) for c, n in PER_CLIENT.items()},
+        "per_client": per_client,
+        "rounds": ROUNDS,
         "in_process": in_process,
         "http": http,
         "lifecycle": lifecycle,
     }
     (workdir / "results.json").write_text(json.dumps(results, indent=1))
     report = render(results)
-    if not args.quick:
+    if not args.quick and per_client.keys() == set(CONCURRENCY):
         write_section("serving", report)
     print(report)
 
