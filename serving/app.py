@@ -208,11 +208,11 @@ api.add_middleware(_ReplicaHeader)
 
 # User code on the replica's own event loop: in a second thread (Serve's default) every CPU-bound
 # page fights the loop that talks to the proxy for the GIL (measured in BENCHMARKS.md).
-_SAME_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
+SAME_LOOP = {"env_vars": {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}}
 
 
 @serve.deployment(
-    ray_actor_options={"num_cpus": 0, "runtime_env": _SAME_LOOP},
+    ray_actor_options={"num_cpus": 0, "runtime_env": SAME_LOOP},
     max_ongoing_requests=256,
     health_check_period_s=10,
 )
