@@ -367,9 +367,8 @@ class Gateway(DemoRoutes):
         """Rank right here, on Serve's user-code loop: ranking is CPU-bound, so neither a worker
         thread nor ``@serve.batch`` helps (measured: the batch queue alone cost 0.2-0.3 ms of CPU
         per call, more than it saved; README, Serving latency)."""
-        with store_errors_counted("recommend"):
-            self.engine.engine.sync()
-            return self.experiments.engine(variant).recommend(
+        with store_errors_counted("recommend"):  # recommend syncs the catalogue from its one read
+            return self.experiments.engine(variant, sync=False).recommend(
                 user, k, include_categories=categories, exclude_item_ids=exclude
             )
 

@@ -52,7 +52,7 @@ from recsys.errors import ConfigError
 from recsys.features.items import ItemFeaturizer
 from recsys.ranking import Campaign, Filters, ItemItemScorer, RankedItem, Ranker, RankerConfig, RequestContext
 from recsys.ranking._scoring import Blended
-from recsys.store import ConflictError, ServedPage, StateUpdate, Store
+from recsys.store import ConflictError, RankingRead, ServedPage, StateUpdate, Store, VersionedState
 from recsys.store.base import Event as StoredEvent
 from recsys.store.base import ForgetResult, ItemRecord
 from recsys.store.snapshot import replay_user
@@ -175,8 +175,12 @@ class Engine:
 
     def sync(self) -> None:
         """Pick up items and promotions other replicas added: one read of the store's catalogue
-        revision when nothing changed (read first, so a change made meanwhile is seen next time)."""
-        revision = self._store.catalogue_revision()
+        revision when nothing changed (read first, so a change made meanwhile is seen next time).
+        :meth:`recommend` syncs itself, from the same read as the user's state."""
+        self._sync_to(self._store.catalogue_revision())
+
+    def _sync_to(self, revision: int) -> None:
+        """Catch up with the catalogue when ``revision`` (read before the catalogue) moved."""
         if revision == self._synced:
             return
         with self._lock:
@@ -256,11 +260,12 @@ class Engine:
             state = UserState(user_id, model_version=self.model_version)
         return state, redone.version
 
-    def _read_for_ranking(self, user_id: str) -> tuple[UserState, int, bytes | None]:
-        """:meth:`_read` for readers that do not change the state, with the stored bytes (``None``
-        for a user without state): a state decoded from the same bytes before is reused (decoding is
-        ~0.15 ms), as a copy whose counters may change."""
-        current = self._store.get_state(user_id)
+    def _read_for_ranking(
+        self, user_id: str, current: VersionedState | None
+    ) -> tuple[UserState, int, bytes | None]:
+        """:meth:`_read` for readers that do not change the state, from the stored ``current``, with
+        the stored bytes (``None`` for a user without state): a state decoded from the same bytes
+        before is reused (decoding is ~0.15 ms), as a copy whose counters may change."""
         if current is None:
             return UserState(user_id, model_version=self.model_version), 0, None
         with self._lock:
@@ -322,11 +327,11 @@ class Engine:
         Read it, do not change it in place: its interests and history are shared with the engine's
         decoded-state cache (set plain fields such as ``pages_since_signal`` freely; for a state to
         update, decode a copy with ``UserState.from_bytes(state.to_bytes())``)."""
-        return self._ranking_state(user_id)[:2]
+        return self._ranking_state(user_id, self._store.read_for_ranking(user_id))[:2]
 
-    def _ranking_state(self, user_id: str) -> tuple[UserState, int, bytes | None]:
-        state, version, data = self._read_for_ranking(user_id)
-        counts = self._store.served_counts(user_id)
+    def _ranking_state(self, user_id: str, read: RankingRead) -> tuple[UserState, int, bytes | None]:
+        state, version, data = self._read_for_ranking(user_id, read.state)
+        counts = read.served
         state.pages_since_signal += counts.pages_at(state.n_signals)
         for campaign, count in counts.exposures.items():
             state.exposures[campaign] = state.exposures.get(campaign, 0) + count
@@ -428,8 +433,11 @@ class Engine:
         include_categories: Sequence[str] | None = None,
         exclude_item_ids: Sequence[str] = (),
     ) -> Page:
-        """The user's next page; a user without state gets the zero-history page."""
-        state, version, data = self._ranking_state(user_id)
+        """The user's next page; a user without state gets the zero-history page. Syncs the
+        catalogue first (:meth:`sync`), from the same single read as the user's state."""
+        read = self._store.read_for_ranking(user_id)
+        self._sync_to(read.revision)
+        state, version, data = self._ranking_state(user_id, read)
         deny = [i for i in (self.item_index(x) for x in exclude_item_ids) if i is not None]
         filters = Filters(deny=deny, include_categories=include_categories or None)
         scored = self._scores(user_id, state, data) if data is not None and state.has_signal else None

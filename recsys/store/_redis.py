@@ -32,6 +32,7 @@ from recsys.store.base import (
     Exposure,
     ForgetResult,
     ItemRecord,
+    RankingRead,
     ServedCounts,
     ServedPage,
     StateUpdate,
@@ -411,11 +412,23 @@ class RedisStore:
     def served_counts(self, user_id: str) -> ServedCounts:
         with self._guard("reading served-page counters"):
             pipe = self._r.pipeline(transaction=False)
-            pipe.hmget(self._k("j:" + user_id), ["s", "p"])
-            pipe.hgetall(self._k("px:" + user_id))
-            (signals, pages), counts = pipe.execute()
-        exposures = {_text(cid): int(count) for cid, count in counts.items()}
-        return ServedCounts(int(signals or 0), int(pages or 0), exposures)
+            self._queue_served(pipe, user_id)
+            journey, counts = pipe.execute()
+        return _served_counts(journey, counts)
+
+    def read_for_ranking(self, user_id: str) -> RankingRead:
+        with self._guard("reading a user for ranking"):
+            pipe = self._r.pipeline(transaction=True)  # one round trip, one snapshot (MULTI/EXEC)
+            pipe.get(self._k("rev:catalogue"))
+            pipe.hmget(self._k("s:" + user_id), ["v", "d", "q"])
+            self._queue_served(pipe, user_id)
+            revision, (version, data, seq), journey, counts = pipe.execute()
+        state = None if version is None else VersionedState(int(version), bytes(data), int(seq))
+        return RankingRead(int(revision or 0), state, _served_counts(journey, counts))
+
+    def _queue_served(self, pipe: Any, user_id: str) -> None:
+        pipe.hmget(self._k("j:" + user_id), ["s", "p"])
+        pipe.hgetall(self._k("px:" + user_id))
 
     def record_exposure(self, exposure: Exposure) -> bool:
         counters = self._k("abc:" + exposure.experiment) if exposure.experiment else ""
@@ -467,3 +480,10 @@ class RedisStore:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _served_counts(journey: Sequence[Any], counts: Mapping[Any, Any]) -> ServedCounts:
+    """:class:`ServedCounts` from the journey hash's ``(s, p)`` and the exposures hash."""
+    signals, pages = journey
+    exposures = {_text(cid): int(count) for cid, count in counts.items()}
+    return ServedCounts(int(signals or 0), int(pages or 0), exposures)

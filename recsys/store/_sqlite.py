@@ -22,6 +22,7 @@ from recsys.store.base import (
     Exposure,
     ForgetResult,
     ItemRecord,
+    RankingRead,
     ServedCounts,
     ServedPage,
     StateUpdate,
@@ -368,14 +369,24 @@ class SQLiteStore:
     def served_counts(self, user_id: str) -> ServedCounts:
         rows = self._db.read(
             "reading served-page counters",
-            "SELECT NULL, signals, pages FROM journeys WHERE user_id = ? UNION ALL "
-            "SELECT campaign_id, count, 0 FROM promotion_exposures WHERE user_id = ?",
+            f"{_JOURNEY_ROWS} UNION ALL {_EXPOSURE_ROWS}",
             (user_id, user_id),
         )
-        journey = [(signals, pages) for cid, signals, pages in rows if cid is None]
-        exposures = {cid: int(count) for cid, count, _ in rows if cid is not None}
-        signals, pages = journey[0] if journey else (0, 0)
-        return ServedCounts(int(signals), int(pages), exposures)
+        return _served_counts(rows)
+
+    def read_for_ranking(self, user_id: str) -> RankingRead:
+        rows = self._db.read(  # one statement: one snapshot
+            "reading a user for ranking",
+            "SELECT 0, value, NULL, NULL FROM revisions WHERE name = 'catalogue' UNION ALL "
+            "SELECT 1, version, data, seq FROM states WHERE user_id = ? UNION ALL "
+            f"{_JOURNEY_ROWS} UNION ALL {_EXPOSURE_ROWS}",
+            (user_id, user_id, user_id),
+        )
+        revision = next(int(row[1]) for row in rows if row[0] == 0)
+        state = next(
+            (VersionedState(int(v), bytes(data), int(seq)) for kind, v, data, seq in rows if kind == 1), None
+        )
+        return RankingRead(revision, state, _served_counts([row for row in rows if row[0] >= 2]))
 
     def record_exposure(self, exposure: Exposure) -> bool:
         document = _codec.dumps(_codec.exposure_to_dict(exposure))
@@ -476,3 +487,16 @@ def _stored_event(row: Sequence[Any]) -> StoredEvent:
         payload=_codec.loads(payload, "event payload"),
     )
     return StoredEvent(seq=int(seq), event=event)
+
+
+_JOURNEY_ROWS = "SELECT 2, signals, pages, NULL FROM journeys WHERE user_id = ?"
+_EXPOSURE_ROWS = "SELECT 3, count, campaign_id, NULL FROM promotion_exposures WHERE user_id = ?"
+"""Served-page counter rows, tagged 2 (the journey) and 3 (one campaign's exposures)."""
+
+
+def _served_counts(rows: Sequence[Sequence[Any]]) -> ServedCounts:
+    """:class:`ServedCounts` from rows of :data:`_JOURNEY_ROWS` and :data:`_EXPOSURE_ROWS`."""
+    journey = [(signals, pages) for kind, signals, pages, _ in rows if kind == 2]
+    exposures = {str(campaign): int(count) for kind, count, campaign, _ in rows if kind == 3}
+    signals, pages = journey[0] if journey else (0, 0)
+    return ServedCounts(int(signals), int(pages), exposures)

@@ -187,6 +187,17 @@ class ServedCounts:
         return self.pages if signals == self.signals else 0
 
 
+class RankingRead(NamedTuple):
+    """What ranking one user's page reads, in one round trip (:meth:`Store.read_for_ranking`)."""
+
+    revision: int
+    """:meth:`ItemStore.catalogue_revision`."""
+    state: VersionedState | None
+    """:meth:`StateStore.get_state`."""
+    served: ServedCounts
+    """:meth:`JourneyStore.served_counts`."""
+
+
 @dataclass(frozen=True, slots=True)
 class ForgetResult:
     """What :meth:`Store.forget_user` erased."""
@@ -381,6 +392,12 @@ class JourneyStore(Protocol):
 @runtime_checkable
 class Store(EventLog, StateStore, ItemStore, PromotionStore, ExposureStore, JourneyStore, Protocol):
     """Everything serving keeps; one object per replica, opened with :func:`recsys.store.open_store`."""
+
+    def read_for_ranking(self, user_id: str) -> RankingRead:
+        """The catalogue revision, the user's state and served counters in one round trip (one
+        SQLite statement, one Redis pipeline): what every recommendation reads, so one read
+        instead of three (each a round trip on Redis, and a release of the GIL on SQLite)."""
+        ...
 
     def append_and_update(self, event: Event, data: bytes, expected_version: int) -> UpdateResult:
         """Append ``event`` and set its user's state to ``data`` at ``expected_version + 1``, atomically.

@@ -18,6 +18,7 @@ from recsys.store import (
     Event,
     Exposure,
     ItemRecord,
+    RankingRead,
     ServedCounts,
     ServedPage,
     StateUpdate,
@@ -250,6 +251,24 @@ def test_served_page_counters_follow_the_signal_count(backend: Backend) -> None:
     assert store.promotion_exposures("u1") == {"c1": 2, "c2": 1}
     assert store.served_counts("u2") == ServedCounts(0, 1, {})
     store.record_served([])
+
+
+def test_read_for_ranking_is_the_three_reads_in_one(backend: Backend) -> None:
+    store, other_replica = backend.open(), backend.open()
+
+    def separately(user: str) -> RankingRead:
+        return RankingRead(store.catalogue_revision(), store.get_state(user), store.served_counts(user))
+
+    assert store.read_for_ranking("nobody") == separately("nobody")
+    assert store.read_for_ranking("nobody").state is None
+    other_replica.put_item(ItemRecord("i1", title="One"))
+    other_replica.append_and_update(ev(1), b"\x00state\xff", 0)  # bytes, not text
+    other_replica.record_served([ServedPage("u1", 1, ("c1", "c2")), ServedPage("u1", 1, ("c1",))])
+    read = store.read_for_ranking("u1")
+    assert read == separately("u1")
+    assert read.revision > 0 and read.state is not None and read.state.data == b"\x00state\xff"
+    assert read.served == ServedCounts(1, 2, {"c1": 2, "c2": 1})
+    assert store.read_for_ranking("u2") == separately("u2")  # another user's rows stay out
 
 
 def test_ab_exposures(store: Store) -> None:
