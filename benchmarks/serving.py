@@ -48,9 +48,9 @@ REPO = Path(__file__).resolve().parents[1]
 ML_SMALL = REPO / "data" / "ml-latest-small"
 
 CONCURRENCY = (1, 16, 64)
-PER_CLIENT = {1: 300, 16: 42, 64: 15}
-"""Requests per client over all rounds: 300 sequential, 16 x 42 = 672, 64 x 15 = 960."""
-ROUNDS = 3
+PER_CLIENT = {1: 300, 16: 40, 64: 15}
+"""Requests per client over all rounds: 300 sequential, 16 x 40 = 640, 64 x 15 = 960."""
+ROUNDS = 5
 """Each concurrency runs every endpoint this many times, the order rotated per round, and pools
 the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike."""
 WARMUP = 20
