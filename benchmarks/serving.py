@@ -338,7 +338,7 @@ def render(results: dict[str, Any]) -> str:
     ryw = results["http"]["read_your_writes"]
     machine = results["machine"]
     per_client = results["per_client"]
-    sizes = ", ".join(f"{c} x {n}" if c > 1 else f"{n} sequential" for c, n in per_client.items())
+    sizes = ", ".join(f"{c} x {n}" if int(c) > 1 else f"{n} sequential" for c, n in per_client.items())
     lines = [
         "## Serving: HTTP latency against a trivial Ray Serve app",
         "",
@@ -427,10 +427,12 @@ def render(results: dict[str, Any]) -> str:
     what = {
         "Engine.ingest": "one event: state read, update, durable event + state write (fsync)",
         f"Engine.ingest x{BATCH}": f"{BATCH} events of {BATCH} users in one call: one durable commit",
-        "Engine.recommend": "k=10: state + served counters read from SQLite, rank; the pool repeats, so "
+        "Engine.recommend": "k=10: one SQLite read (catalogue revision, state, served counters), rank; "
+        "the pool repeats, so "
         "decoded states and blends are mostly reused (as for repeat pages)",
         "Engine.record_served": "the served-page counters a GET queues after answering (no fsync)",
-        "Engine.sync": "runs before every engine call in a replica (one read of the catalogue revision)",
+        "Engine.sync": "runs before every other engine call in a replica (one read of the catalogue "
+        "revision; recommend syncs from its own read)",
         "UserState.from_bytes": "state decode (zlib + JSON)",
         "UserState.to_bytes": "state encode (JSON + zlib)",
         "EmbeddingUpdater.apply": "pure update of an in-memory state, no store",
