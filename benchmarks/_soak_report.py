@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchmarks.soak import USERS_PER_CLIENT
+from benchmarks._soak_load import USERS_PER_CLIENT
 
 
 def _ms(value: float) -> str:
