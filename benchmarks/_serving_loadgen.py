@@ -32,6 +32,30 @@ from benchmarks.serving import (
     SEED_TYPES,
 )
 
+PROCESSES = {
+    "proxy": "ray::ProxyActor",
+    "floor": "ray::ServeReplica:floor:",
+    "wayfinder": "ray::ServeReplica:wayfinder:",
+    "hop": "ray::ServeReplica:wayfinder-hop:",
+}
+"""Process groups whose CPU each cell records, by the title Ray gives the process."""
+APP = {FLOOR: "floor", FLOOR_POST: "floor", GET: "wayfinder", POST: "wayfinder", HOP: "hop"}
+"""The application (process group) each endpoint is served by."""
+
+
+def _cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) so far of each :data:`PROCESSES` group."""
+    import psutil
+
+    totals = dict.fromkeys(PROCESSES, 0.0)
+    for process in psutil.process_iter(["cmdline", "cpu_times"]):
+        title = " ".join(process.info["cmdline"] or [])
+        times = process.info["cpu_times"]
+        for group, prefix in PROCESSES.items():
+            if times is not None and title.startswith(prefix):
+                totals[group] += times.user + times.system
+    return totals
+
 
 def _percentile(ordered: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
@@ -58,15 +82,27 @@ async def _drive(
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
             latencies.append((time.perf_counter() - started) * 1e3)
 
-    started = time.perf_counter()
+    cpu = _cpu_seconds()
+    started, own = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(clients)))
-    return {"latencies": latencies, "errors": errors, "wall_s": time.perf_counter() - started}
+    wall, own = time.perf_counter() - started, time.process_time() - own
+    after = _cpu_seconds()
+    return {
+        "latencies": latencies,
+        "errors": errors,
+        "wall_s": wall,
+        "cpu_s": {group: after[group] - cpu[group] for group in after} | {"load generator": own},
+    }
 
 
-def _cell(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """One endpoint at one concurrency: percentiles over the pooled requests of every round, and
-    each round's own p50."""
+def _cell(endpoint: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One endpoint at one concurrency: percentiles over the pooled requests of every round, each
+    round's own p50, and the CPU per request of the proxy, the endpoint's app and this process."""
     ordered = sorted(latency for r in rounds for latency in r["latencies"])
+    cpu = {
+        name: sum(r["cpu_s"][group] for r in rounds) * 1e3 / len(ordered)
+        for name, group in (("proxy", "proxy"), ("app", APP[endpoint]), ("load generator", "load generator"))
+    }
     errors = [e for r in rounds for e in r["errors"]]
     wall = sum(r["wall_s"] for r in rounds)
     return {
@@ -76,6 +112,7 @@ def _cell(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_ms": sum(ordered) / len(ordered),
         "round_p50_ms": [_percentile(sorted(r["latencies"]), 0.50) for r in rounds],
         "req_per_s": len(ordered) / wall,
+        "cpu_ms_per_request": cpu,
         "errors": len(errors),
         "error_samples": sorted(set(errors))[:5],
         "wall_s": wall,
@@ -152,7 +189,7 @@ async def _loadgen(plan: dict[str, Any]) -> dict[str, Any]:
                     await _drive(http, makers[endpoint], clients, max(1, math.ceil(plan["warmup"] / clients)))
                     measured[endpoint].append(await _drive(http, makers[endpoint], clients, per_round))
         for endpoint in ENDPOINTS:
-            result = _cell(measured[endpoint]) | {"endpoint": endpoint, "clients": clients}
+            result = _cell(endpoint, measured[endpoint]) | {"endpoint": endpoint, "clients": clients}
             print(
                 f"[loadgen] {endpoint} c={clients}: p50 {result['p50_ms']:.1f} ms "
                 f"(rounds {', '.join(f'{p:.1f}' for p in result['round_p50_ms'])}), "

@@ -70,6 +70,7 @@ HOP = "POST /hop/v1/events (1 event, via the updater)"
 ENDPOINTS = (FLOOR, FLOOR_POST, GET, POST, HOP)
 FLOORS = {GET: FLOOR, POST: FLOOR_POST, HOP: FLOOR_POST}
 """Each endpoint's floor: the trivial request of the same method (see :mod:`benchmarks._trivial_app`)."""
+THREE_READS = "Store: the three reads it replaces"
 BATCH = 16
 """Events per call of the in-process batched ``Engine.ingest`` (one user each, one commit)."""
 SEED_TYPES = ("view",) * 10 + ("click",) * 5 + ("like",) * 5
@@ -154,11 +155,11 @@ def measure_in_process(bundle: Path, workdir: Path, calls: int) -> dict[str, dic
 
     rng = random.Random(1)
     parts = load_bundle(bundle)
-    store_path = fresh_db(workdir / "inprocess.db")
+    store = open_store(f"sqlite:///{fresh_db(workdir / 'inprocess.db')}")
     engine = Engine(
         space=parts.space,
         item_ids=parts.item_ids,
-        store=open_store(f"sqlite:///{store_path}"),
+        store=store,
         scorers=parts.scorers,
         featurizer=parts.featurizer,
         updater_config=UpdaterConfig(),
@@ -212,6 +213,15 @@ def measure_in_process(bundle: Path, workdir: Path, calls: int) -> dict[str, dic
     served = pages[-calls:]
     results["Engine.record_served"] = _timed(lambda i: engine.record_served(served[i]), calls, warmup=0)
     results["Engine.sync"] = _timed(lambda i: engine.sync(), calls)
+    results["Store.read_for_ranking"] = _timed(lambda i: store.read_for_ranking(users[i % POOL]), calls)
+    results[THREE_READS] = _timed(
+        lambda i: (
+            store.catalogue_revision(),
+            store.get_state(users[i % POOL]),
+            store.served_counts(users[i % POOL]),
+        ),
+        calls,
+    )
     states = {user: engine.state(user)[0] for user in users}
     blobs = [states[users[n % POOL]].to_bytes() for n in range(POOL)]
     results["UserState.from_bytes"] = _timed(lambda i: UserState.from_bytes(blobs[i % POOL]), calls)
@@ -404,6 +414,24 @@ def render(results: dict[str, Any]) -> str:
             f"{cell['p99_ms']:.1f} | {cell['req_per_s']:,.0f} | {cell['errors']} | "
             f"{ratio:.2f}x | {per_round} | {ratio_get:.2f}x | {verdict} |"
         )
+    lines += [
+        "",
+        "**CPU per request by process** (ms; user + system time of each process over the cell's "
+        "measured requests, all rounds, divided by its requests; read from /proc by the load "
+        "generator). *App* is the replicas of the application that served the endpoint (the floor's "
+        "`Ping`; Wayfinder's Gateway and idle updater; for `/hop`, its Gateway and updater). The "
+        "proxy and the Ray threads in each replica keep working while requests are in flight, so "
+        "their CPU per request grows with latency, not only with the work a request asks for.",
+        "",
+        "| endpoint | clients | proxy | app | load generator | together |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for cell in cells:
+        cpu = cell["cpu_ms_per_request"]
+        lines.append(
+            f"| {cell['endpoint']} | {cell['clients']} | {cpu['proxy']:.2f} | {cpu['app']:.2f} | "
+            f"{cpu['load generator']:.2f} | {sum(cpu.values()):.2f} |"
+        )
     samples = sorted({s for cell in cells for s in cell["error_samples"]})
     if samples:
         lines += ["", "Errors seen: " + "; ".join(f"`{s}`" for s in samples[:5]) + "."]
@@ -431,6 +459,9 @@ def render(results: dict[str, Any]) -> str:
         "the pool repeats, so "
         "decoded states and blends are mostly reused (as for repeat pages)",
         "Engine.record_served": "the served-page counters a GET queues after answering (no fsync)",
+        "Store.read_for_ranking": "catalogue revision, state and served counters in one statement "
+        "(what a GET reads)",
+        THREE_READS: "`catalogue_revision`, `get_state`, `served_counts`: one statement each",
         "Engine.sync": "runs before every other engine call in a replica (one read of the catalogue "
         "revision; recommend syncs from its own read)",
         "UserState.from_bytes": "state decode (zlib + JSON)",
