@@ -92,7 +92,7 @@ def test_the_schema_check_catches_fractional_resources() -> None:
 def test_the_cluster_serve_config_is_valid_and_uses_the_heads_redis() -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from serving.app import ServingArgs
+    from serving.app import EmbeddingUpdater, Gateway, ServingArgs
 
     document = yaml.safe_load((REPO / "docs" / "serve-cluster.yaml").read_text())
     (application,) = ServeDeploySchema.model_validate(document).applications
@@ -101,3 +101,6 @@ def test_the_cluster_serve_config_is_valid_and_uses_the_heads_redis() -> None:
     assert "require_fsync=true" in args.store_url
     assert document["http_options"]["host"] == "0.0.0.0"
     assert args.gateway_replicas >= 2 and args.updater_replicas >= 2
+    # each deployment's replicas on different nodes: the overrides name the app's real deployments
+    spread = {d.name: d.max_replicas_per_node for d in application.deployments}
+    assert spread == {Gateway.name: 1, EmbeddingUpdater.name: 1}

@@ -132,6 +132,13 @@ class Traffic:
                 self.failed += 1
 
 
+def cluster_deployments() -> list[dict[str, Any]]:
+    """The per-deployment overrides of the cluster's Serve config (docs/serve-cluster.yaml)."""
+    document = yaml.safe_load((REPO / "docs" / "serve-cluster.yaml").read_text())
+    (application,) = document["applications"]
+    return list(application["deployments"])
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -163,6 +170,7 @@ def test_serve_on_both_nodes_shares_redis_state_and_survives_losing_the_worker_n
                 "route_prefix": "/",
                 "import_path": "serving.app:build_app",
                 "args": args,
+                "deployments": cluster_deployments(),  # one replica of each per node, as deployed
             }
         ],
     }
@@ -192,7 +200,11 @@ def test_serve_on_both_nodes_shares_redis_state_and_survives_losing_the_worker_n
         return ok and len(replicas()) == 4
 
     wait_for(ready, 600, "the app's four replicas")
-    assert {a["node_id"] for a in replicas()} == {two_nodes.head_id, two_nodes.worker_id}
+    placed: dict[str, set[str]] = {}
+    for actor in replicas():  # class names are ServeReplica:<app>:<deployment>
+        placed.setdefault(actor["class_name"].rsplit(":", 1)[-1], set()).add(actor["node_id"])
+    both = {two_nodes.head_id, two_nodes.worker_id}
+    assert placed == {"Gateway": both, "EmbeddingUpdater": both}
 
     items = list(load_bundle(bundle).item_ids.ids)
     traffic = Traffic(f"http://127.0.0.1:{port}", [f"mn-u{i}" for i in range(6)], items)
