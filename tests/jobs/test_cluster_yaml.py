@@ -103,4 +103,4 @@ def test_the_cluster_serve_config_is_valid_and_uses_the_heads_redis() -> None:
     assert args.gateway_replicas >= 2 and args.updater_replicas >= 2
     # each deployment's replicas on different nodes: the overrides name the app's real deployments
     spread = {d.name: d.max_replicas_per_node for d in application.deployments}
-    assert spread == {Gateway.name: 1, EmbeddingUpdater.name: 1}
+    assert spread == {Gateway.name: 1, EmbeddingUpdater.name: 1}  # type: ignore[attr-defined]
