@@ -5,10 +5,11 @@ A page is counted (journey policy, campaign caps) after it is answered. The coun
 what gathered in one call, at most once per ``linger_s``: one transaction for many pages, and no
 thread wake-up and store write per request (measured: about 0.4 ms of CPU per page before).
 
-Until its batch is written a page is *pending*: :meth:`ServedRecorder.pending` hands a user's
-pending pages to the engine, which lays them over the stored counts, so this replica's next page
-for the user sees every earlier one at once. Other replicas see a page once its batch is written
-(within ``linger_s`` plus the write).
+Until its batch is written a page is *pending*: :meth:`ServedRecorder.pending` hands the engine a
+user's pending pages, summed (:class:`PendingPages`, kept up to date as pages arrive, so reading it
+costs the same however many pages wait), and the engine lays them over the stored counts, so this
+replica's next page for the user sees every earlier one at once. Other replicas see a page once its
+batch is written (within ``linger_s`` plus the write).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from recsys.store import ServedPage
 
@@ -25,6 +27,33 @@ LINGER_S = 0.05
 """How long the writer lets pages gather after the first one (the lag other replicas may see)."""
 
 
+@dataclass(slots=True)
+class PendingPages:
+    """A user's pages not yet written, summed: pages per signal count, exposures per campaign."""
+
+    pages: dict[int, int] = field(default_factory=dict)
+    exposures: dict[str, int] = field(default_factory=dict)
+
+    def add(self, page: ServedPage) -> None:
+        self.pages[page.signals] = self.pages.get(page.signals, 0) + 1
+        for campaign in page.campaign_ids:
+            self.exposures[campaign] = self.exposures.get(campaign, 0) + 1
+
+    def merged(self, other: PendingPages | None) -> PendingPages:
+        """A new summary of both (``other`` may be ``None``)."""
+        out = PendingPages(dict(self.pages), dict(self.exposures))
+        if other is not None:
+            for signals, count in other.pages.items():
+                out.pages[signals] = out.pages.get(signals, 0) + count
+            for campaign, count in other.exposures.items():
+                out.exposures[campaign] = out.exposures.get(campaign, 0) + count
+        return out
+
+    def pages_at(self, signals: int) -> int:
+        """Pending pages served while the user's signal count was ``signals``."""
+        return self.pages.get(signals, 0)
+
+
 class ServedRecorder:
     """Keeps :class:`ServedPage` records and writes them in batches from a daemon thread.
 
@@ -32,12 +61,12 @@ class ServedRecorder:
     --------
     >>> written = []
     >>> recorder = ServedRecorder(written.append)
-    >>> recorder.submit(ServedPage("u1", 0))
+    >>> recorder.submit(ServedPage("u1", 0, ("spring",)))
     >>> recorder.pending("u1")
-    [ServedPage(user_id='u1', signals=0, campaign_ids=())]
+    PendingPages(pages={0: 1}, exposures={'spring': 1})
     >>> recorder.close()
     >>> written, recorder.pending("u1")
-    ([[ServedPage(user_id='u1', signals=0, campaign_ids=())]], [])
+    ([[ServedPage(user_id='u1', signals=0, campaign_ids=('spring',))]], PendingPages(pages={}, exposures={}))
     """
 
     def __init__(
@@ -53,6 +82,8 @@ class ServedRecorder:
         self._lock = threading.Lock()
         self._queued: dict[str, list[ServedPage]] = {}  # submitted, not yet taken by the writer
         self._writing: dict[str, list[ServedPage]] = {}  # taken, being written
+        self._queued_sums: dict[str, PendingPages] = {}  # the same pages, summed per user
+        self._writing_sums: dict[str, PendingPages] = {}
         self._wake = threading.Event()
         self._closing = threading.Event()  # also ends the wait for a batch at once
         self._thread = threading.Thread(target=self._run, name="served-pages", daemon=True)
@@ -62,17 +93,23 @@ class ServedRecorder:
         """Keep one page for the next batch; returns at once."""
         with self._lock:
             self._queued.setdefault(page.user_id, []).append(page)
+            summed = self._queued_sums.get(page.user_id)
+            if summed is None:
+                summed = self._queued_sums[page.user_id] = PendingPages()
+            summed.add(page)
         self._wake.set()
 
-    def pending(self, user_id: str) -> list[ServedPage]:
-        """The user's pages submitted but not yet written, oldest first."""
+    def pending(self, user_id: str) -> PendingPages:
+        """The user's pages submitted but not yet written, summed."""
         with self._lock:
-            return [*self._writing.get(user_id, ()), *self._queued.get(user_id, ())]
+            writing, queued = self._writing_sums.get(user_id), self._queued_sums.get(user_id)
+            return (writing or PendingPages()).merged(queued)
 
     def discard(self, user_id: str) -> None:
         """Drop the user's pages not yet taken by the writer (the user was forgotten)."""
         with self._lock:
             self._queued.pop(user_id, None)
+            self._queued_sums.pop(user_id, None)
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is pending, then stop the thread."""
@@ -87,6 +124,7 @@ class ServedRecorder:
             with self._lock:
                 self._wake.clear()
                 self._writing, self._queued = self._queued, {}
+                self._writing_sums, self._queued_sums = self._queued_sums, {}
                 pages = [page for user_pages in self._writing.values() for page in user_pages]
             for start in range(0, len(pages), self._max_batch):
                 try:
@@ -94,6 +132,6 @@ class ServedRecorder:
                 except Exception:  # best effort: a lost count must not kill the thread
                     logger.warning("could not count %d served pages", len(pages), exc_info=True)
             with self._lock:
-                self._writing = {}
+                self._writing, self._writing_sums = {}, {}
                 if self._closing.is_set() and not self._queued:
                     return

@@ -335,11 +335,11 @@ class Engine:
         state.pages_since_signal += counts.pages_at(state.n_signals)
         for campaign, count in counts.exposures.items():
             state.exposures[campaign] = state.exposures.get(campaign, 0) + count
-        recorder = self._recorder
-        for page in recorder.pending(user_id) if recorder is not None else ():  # not yet written
-            state.pages_since_signal += page.signals == state.n_signals
-            for campaign in page.campaign_ids:
-                state.exposures[campaign] = state.exposures.get(campaign, 0) + 1
+        if self._recorder is not None:  # this replica's pages not yet written
+            pending = self._recorder.pending(user_id)
+            state.pages_since_signal += pending.pages_at(state.n_signals)
+            for campaign, count in pending.exposures.items():
+                state.exposures[campaign] = state.exposures.get(campaign, 0) + count
         return state, version, data
 
     # ------------------------------------------------------------------ events

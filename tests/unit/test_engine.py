@@ -10,7 +10,7 @@ import pytest
 from recsys.data.ids import IdIndex
 from recsys.embeddings import EmbeddingSpace
 from recsys.engine import Engine, IncomingEvent
-from recsys.engine._served import ServedRecorder
+from recsys.engine._served import PendingPages, ServedRecorder
 from recsys.ranking import RankerConfig
 from recsys.store import ServedPage, open_store
 from tests.unit.test_embeddings import planted_space
@@ -154,10 +154,35 @@ def test_unwritten_served_pages_count_at_once_here_and_everywhere_once_written(
 def test_served_recorder_batches_keeps_pending_and_discards_a_forgotten_user() -> None:
     written: list[list[ServedPage]] = []
     recorder = ServedRecorder(written.append, linger_s=30.0)  # nothing is written until close
-    for user in ("u", "v", "u"):
-        recorder.submit(ServedPage(user, 1))
-    assert recorder.pending("u") == [ServedPage("u", 1)] * 2 and recorder.pending("v") == [ServedPage("v", 1)]
+    pages = [ServedPage("u", 1), ServedPage("v", 1), ServedPage("u", 1, ("c1",))]
+    pages.append(ServedPage("u", 2, ("c1", "c2")))
+    for page in pages:
+        recorder.submit(page)
+    assert recorder.pending("u") == PendingPages({1: 2, 2: 1}, {"c1": 2, "c2": 1})
+    assert recorder.pending("u").pages_at(1) == 2 and recorder.pending("u").pages_at(3) == 0
+    assert recorder.pending("v") == PendingPages({1: 1})
     recorder.discard("v")
-    assert recorder.pending("v") == []
+    assert recorder.pending("v") == PendingPages()
     recorder.close()
-    assert written == [[ServedPage("u", 1), ServedPage("u", 1)]] and recorder.pending("u") == []
+    assert written == [[pages[0], pages[2], pages[3]]] and recorder.pending("u") == PendingPages()
+
+
+def test_pending_pages_stay_summed_while_the_writer_is_busy() -> None:
+    """Pages taken by a slow write and pages queued behind it both count, once each."""
+    release, taken = threading.Event(), threading.Event()
+    written: list[list[ServedPage]] = []
+
+    def slow_write(batch: list[ServedPage]) -> None:
+        taken.set()
+        release.wait(10)
+        written.append(batch)
+
+    recorder = ServedRecorder(slow_write, linger_s=0.0)
+    recorder.submit(ServedPage("u", 4, ("c",)))
+    assert taken.wait(10)  # the first page is being written
+    for _ in range(500):
+        recorder.submit(ServedPage("u", 4))
+    assert recorder.pending("u") == PendingPages({4: 501}, {"c": 1})
+    release.set()
+    recorder.close()
+    assert sum(len(batch) for batch in written) == 501 and recorder.pending("u") == PendingPages()
