@@ -39,6 +39,12 @@ class Explainer:
         self.pulled: dict[int, dict[int, float]] = {int(item): {} for item in page_items}
         columns = np.asarray(page_items, dtype=np.int64)
         items = columns.tolist()
+        # The closest interest of each page item, in one pass (items outside the blend: on demand).
+        self.interest_index: dict[int, int] = {}
+        if state.interests and scored.interest_scores is not None:
+            known = [(item, row) for item, row in ((i, scored.row(i)) for i in items) if row is not None]
+            closest = scored.interest(np.array([row for _, row in known], dtype=np.int64)).tolist()
+            self.interest_index = {item: index for (item, _), index in zip(known, closest, strict=True)}
         for scorer, rows in scored.signal_rows:
             sources, values = scorer.contributions_from(rows, columns)
             # The positive contributions, item by item and source by source within an item (the order
@@ -69,10 +75,14 @@ class Explainer:
         return behind[:limit]
 
     def _interest_of(self, item: int) -> Interest | None:
-        row = self.scored.row(item)
-        if row is None or not self.state.interests:
+        if not self.state.interests:
             return None
-        index = int(self.scored.interest(np.array([row]))[0])
+        index = self.interest_index.get(item)
+        if index is None:
+            row = self.scored.row(item)
+            if row is None:
+                return None
+            index = int(self.scored.interest(np.array([row]))[0])
         return self.state.interests[index] if 0 <= index < len(self.state.interests) else None
 
     def _because_text(self, behind: list[int]) -> str:

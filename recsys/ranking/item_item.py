@@ -146,12 +146,17 @@ class ItemItemScorer:
         values = np.zeros((rows.sources.size, items.size))
         if rows.rows is not None and inside.any():
             values[:, inside] = rows.rows[:, items[inside]] * rows.weights[:, None]
-        elif rows.entries is not None and items.size:
+        elif rows.entries is not None and inside.any():
             row_ids, columns, data = rows.entries
-            order = np.argsort(items, kind="stable")
-            slot = np.minimum(np.searchsorted(items[order], columns), items.size - 1)
-            hit = items[order][slot] == columns
-            np.add.at(values, (row_ids[hit], order[slot[hit]]), data[hit] * rows.weights[row_ids[hit]])
+            # Each matrix column's position in ``items`` (-1: not asked for; a repeated item: its
+            # first position, written last), looked up for every non-zero at once.
+            positions = np.flatnonzero(inside)
+            slot = np.full(self.size, -1, dtype=np.int64)
+            slot[items[positions][::-1]] = positions[::-1]
+            position = slot[columns]
+            hit = position >= 0
+            np.add.at(values, (row_ids[hit], position[hit]), data[hit] * rows.weights[row_ids[hit]])
+            values[:, positions] = values[:, slot[items[positions]]]  # repeats: as their first
         return rows.sources, values
 
     def pruned(self, top_k: int) -> ItemItemScorer:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys.errors import ConfigError
+
 
 def mmr(
     candidates: np.ndarray,
@@ -39,19 +41,22 @@ def mmr(
     >>> mmr(np.array([0, 1, 2]), np.array([1.0, 0.9, 0.5]), unit, 2, 0.5)
     [0, 2]
     """
+    if not 0.0 <= mmr_lambda <= 1.0:
+        raise ConfigError(f"mmr_lambda must be in [0, 1], got {mmr_lambda!r}")
     if count <= 0 or candidates.size == 0:
         return []
     span = float(relevance.max() - relevance.min())
     scaled = (relevance - relevance.min()) / span if span > 0 else np.ones_like(relevance, dtype=np.float64)
     vectors = unit[candidates]
-    similarity = vectors @ vectors.T
-    diversity = 1.0 - mmr_lambda
-    # The objective is ``relevance_part - diversity * penalty`` with -inf where a candidate may not be
-    # picked. Rather than masking it every step, the -inf goes into the relevance part once, when a
+    # ``(1 - lambda) * cos`` of every pair, once: a candidate's penalty is its max over the page (the
+    # same numbers as scaling the max, since rounding a product by a non-negative is monotonic).
+    weighted = (1.0 - mmr_lambda) * (vectors @ vectors.T)
+    # The objective is ``relevance_part - penalty`` with -inf where a candidate may not be picked.
+    # Rather than masking it every step, the -inf goes into the relevance part once, when a
     # candidate is taken (``relevance_part``) or its region fills (``capped_part``): -inf minus a
     # finite penalty is -inf, so the objective is the same, element for element.
     relevance_part = mmr_lambda * scaled
-    penalty = np.zeros(candidates.size)  # max similarity to the page so far (0 while it is empty)
+    penalty: np.ndarray = np.zeros(candidates.size)  # max weighted similarity to the page (0 while empty)
     available = np.ones(candidates.size, dtype=bool)
     n_available = candidates.size
     # A cap below 1 never applies: every region is full from the start, so no candidate is outside one.
@@ -71,7 +76,7 @@ def mmr(
     while len(chosen) < count and n_available:
         # The cap applies while some available candidate is outside the full regions.
         use_cap = cap > 0 and outside_full > 0
-        objective = (capped_part if use_cap else relevance_part) - diversity * penalty
+        objective = (capped_part if use_cap else relevance_part) - penalty
         if by_quota:
             assert groups is not None and quotas is not None
             unmet = {g: q - picked.get(g, 0) for g, q in quotas.items()}
@@ -104,9 +109,9 @@ def mmr(
                 capped_part[members] = -np.inf
                 outside_full -= int(np.count_nonzero(members & available))
         if len(chosen) == 1:
-            penalty = similarity[best].copy()
+            penalty = weighted[best].copy()
         else:
-            np.maximum(penalty, similarity[best], out=penalty)
+            np.maximum(penalty, weighted[best], out=penalty)
     return chosen
 
 

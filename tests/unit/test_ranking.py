@@ -105,6 +105,8 @@ def test_mmr_lowers_average_pairwise_similarity(space: EmbeddingSpace) -> None:
     assert mean_pairwise_similarity(pages[1], space.unit) < mean_pairwise_similarity(pages[0], space.unit)
     unit = np.array([[1, 0], [0.99, 0.14], [0, 1]], dtype=np.float32)
     assert mmr(np.array([0, 1, 2]), np.array([1.0, 0.95, 0.5]), unit, 2, 0.5) == [0, 2]
+    with pytest.raises(ConfigError, match="mmr_lambda"):
+        mmr(np.array([0, 1, 2]), np.array([1.0, 0.95, 0.5]), unit, 2, 1.5)
 
 
 def test_journey_policy_transitions_and_exploration_share(space: EmbeddingSpace) -> None:
@@ -203,6 +205,29 @@ def test_next_items_and_session_scorers_learn_sequences(tmp_path: Path) -> None:
                 again.scores([Signal(2, 1.0, 0.0, 0, "like")], 1, 6),
                 saved.scores([Signal(2, 1.0, 0.0, 0, "like")], 1, 6),
             )
+
+
+def test_sparse_contributions_equal_the_dense_ones() -> None:
+    """The explanations' per-signal contributions read the same from a pruned (sparse) matrix that
+    kept every entry, for repeated page items and items newer than the matrix (which get none)."""
+    from recsys.embeddings.state import Signal
+
+    rng = np.random.default_rng(3)
+    matrix = (rng.random((40, 40)) * (rng.random((40, 40)) < 0.6)).astype(np.float32)
+    dense = ItemItemScorer("m", matrix, half_life_events=2.0)
+    sparse = dense.pruned(40)
+    signals = [
+        Signal(int(i), w, 0.0, n, "like")
+        for n, (i, w) in enumerate([(3, 1.0), (7, 0.5), (3, 2.0), (39, -1.0)])
+    ]
+    page = np.array([5, 12, 5, 39, 0, 41, 44, 12])  # 41 and 44: added after the matrix was fitted
+    dense_sources, dense_values = dense.contributions(signals, 4, page)
+    sparse_sources, sparse_values = sparse.contributions(signals, 4, page)
+    np.testing.assert_array_equal(dense_sources, sparse_sources)
+    np.testing.assert_allclose(sparse_values, dense_values, rtol=1e-6)
+    assert dense_values[:, 5:7].sum() == 0 and np.count_nonzero(dense_values) > 5
+    np.testing.assert_array_equal(sparse_values[:, 2], sparse_values[:, 0])  # a repeated item
+    assert sparse.contributions([], 0, page)[1].shape == (0, page.size)
 
 
 def test_exact_and_approximate_retrieval() -> None:
