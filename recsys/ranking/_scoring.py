@@ -92,6 +92,10 @@ class Blended:
             return np.full(rows.size, -1, dtype=np.int64)
         return self.interest_scores[:, rows].argmax(axis=0)
 
+    def items_of(self, rows: np.ndarray) -> np.ndarray:
+        """The items at ``rows`` of the scored arrays."""
+        return rows if self.items is None else self.items[rows]
+
     def row(self, item: int) -> int | None:
         """Position of ``item`` in the scored arrays, or ``None`` when it was not scored."""
         if self.items is None:

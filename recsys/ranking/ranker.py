@@ -140,8 +140,7 @@ class Ranker:
         mask = allowed_items(filters, state, space.n_items, space.metadata)
         stage = self.config.journey.stage(state)
         scored = scored if scored is not None else self.scores(state)
-        positions = scored.items if scored.items is not None else np.arange(space.n_items)
-        allowed = mask[positions]
+        allowed = mask if scored.items is None else mask[scored.items]  # per row of the scored arrays
         scores = np.where(allowed, scored.scores, -np.inf)
 
         promoted = self._promotions(state, mask, context)
@@ -149,15 +148,16 @@ class Ranker:
         n_explore = round(stage.explore_share * k) if state.has_signal else 0
         n_exploit = max(k - len(promoted) - n_explore, 0)
         pool = top_indices(scores, self.config.pool_size + len(taken))
-        pool = pool[~np.isin(positions[pool], list(taken))]
+        pool = pool[~np.isin(scored.items_of(pool), list(taken))]
+        pool_items = scored.items_of(pool)
         exploit = mmr(
-            positions[pool], scores[pool], space.unit, n_exploit, stage.mmr_lambda,
+            pool_items, scores[pool], space.unit, n_exploit, stage.mmr_lambda,
             regions=space.regions, max_per_region=stage.max_per_region,
             groups=scored.interest(pool), quotas=self._quotas(state, n_exploit),
         )  # fmt: skip
-        explore = self._explore(state, scored, positions, allowed, set(exploit) | taken, n_explore)
+        explore = self._explore(state, scored, allowed, set(exploit) | taken, n_explore)
         if len(exploit) + len(explore) + len(promoted) < k:  # not enough adjacent items: exploit more
-            extra = [int(i) for i in positions[pool] if int(i) not in set(exploit) | set(explore)]
+            extra = [int(i) for i in pool_items if int(i) not in set(exploit) | set(explore)]
             exploit += extra[: k - len(exploit) - len(explore) - len(promoted)]
 
         explainer = Explainer(space, state, scored, exploit)
@@ -258,7 +258,6 @@ class Ranker:
         self,
         state: UserState,
         scored: Blended,
-        positions: np.ndarray,
         allowed: np.ndarray,
         taken: set[int],
         count: int,
@@ -266,8 +265,8 @@ class Ranker:
         if count == 0 or not state.interests:
             return []
         space = self.space
-        whole = scored.items is None  # then ``positions`` is the whole catalogue, in index order
-        regions = space.regions if whole else space.regions[positions]
+        items = scored.items  # None: the scored rows are the whole catalogue, in index order
+        regions = space.regions if items is None else space.regions[items]
         taken_items = np.fromiter(taken, dtype=np.int64, count=len(taken))
         seen = np.fromiter(state.seen, dtype=np.int64, count=len(state.seen))
         # The regions the user touched, as a lookup table over region ids: -1 (an item without a
@@ -276,13 +275,13 @@ class Ranker:
         touched[space.regions[seen[seen < space.n_items]]] = True
         touched[space.regions[taken_items]] = True
         near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
-        if whole:
+        if items is None:
             near[taken_items] = False
         else:
-            near &= ~np.isin(positions, taken_items)
+            near &= ~np.isin(items, taken_items)
         near_rows = np.flatnonzero(near)  # ascending: ties keep their order
         fresh_rows = near_rows[~touched[regions[near_rows]]]
         candidates = fresh_rows if fresh_rows.size else near_rows
         pool = candidates[top_indices(scored.affinity[candidates], 4 * count)]
-        return mmr(positions[pool], scored.affinity[pool], space.unit, count, 0.5,
+        return mmr(scored.items_of(pool), scored.affinity[pool], space.unit, count, 0.5,
                    regions=space.regions, max_per_region=1)  # fmt: skip
