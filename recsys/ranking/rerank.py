@@ -67,8 +67,8 @@ def mmr(
         per_region: dict[int, int] = {}
         capped_part = relevance_part.copy()  # also -inf in the full regions
         outside_full = candidates.size  # available candidates outside the full regions
-    by_quota = groups is not None and bool(quotas)
-    picked: dict[int, int] = {}  # group -> items chosen from it
+    unmet = dict(quotas) if groups is not None and quotas else {}  # group -> picks it still needs
+    short = sum(left for left in unmet.values() if left > 0)  # picks all the groups still need
     group_masks: dict[int, np.ndarray] = {}  # group -> its candidates
     candidate_list = candidates.tolist()
     group_list = groups.tolist() if groups is not None else []
@@ -77,11 +77,10 @@ def mmr(
         # The cap applies while some available candidate is outside the full regions.
         use_cap = cap > 0 and outside_full > 0
         objective = (capped_part if use_cap else relevance_part) - penalty
-        if by_quota:
-            assert groups is not None and quotas is not None
-            unmet = {g: q - picked.get(g, 0) for g, q in quotas.items()}
+        if short and count - len(chosen) <= short:  # only the slots the quotas need are left
+            assert groups is not None
             needed = [g for g, left in unmet.items() if left > 0]
-            if needed and count - len(chosen) <= sum(unmet[g] for g in needed):
+            if needed:
                 for group in needed:  # the same as np.isin(groups, needed), without its overhead
                     if group not in group_masks:
                         group_masks[group] = groups == group
@@ -90,8 +89,10 @@ def mmr(
                     objective[~wanted] = -np.inf
         best = int(np.argmax(objective))
         chosen.append(candidate_list[best])
-        if groups is not None:
-            picked[group_list[best]] = picked.get(group_list[best], 0) + 1
+        of = group_list[best] if unmet else None  # the group of the pick, when quotas count it
+        if of in unmet:
+            short -= unmet[of] > 0
+            unmet[of] -= 1
         # ``best`` is a taken candidate only when every objective is -inf (a quota's groups all in full
         # regions): it is appended again, as before, but not counted twice.
         was_available = bool(available[best])
