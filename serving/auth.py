@@ -8,6 +8,10 @@ health routes, ``/docs`` and ``/openapi.json`` stay open. A request sends its ke
 * **429** with ``Retry-After`` (seconds) when the key's token bucket is empty;
 * **403** when the key lacks the route's scope (``admin`` implies every scope).
 
+The key is checked before anything about the request is answered, a body that is not JSON included
+(FastAPI rejects one before the route's dependencies run; :func:`denial` lets the app's handler of
+that error check the key first).
+
 Rate limits are token buckets *per replica*: a key with ``rate_per_s=50, burst=100`` may send
 100 requests at once and 50 a second sustained to each gateway replica, so the cluster-wide limit
 is that times the number of gateway replicas.
@@ -28,8 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Security
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security.utils import get_authorization_scheme_param
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.api_keys import ApiKeyRecord, parse_key_id, read_keys
@@ -210,6 +215,16 @@ class Authorizer:
         presented = bearer.credentials if bearer is not None else api_key
         return self._guard().check(presented, security_scopes.scopes)
 
+    def denial(self, request: Request, scopes: Sequence[str]) -> HTTPException | None:
+        """The 401, 403 or 429 this dependency would give ``request`` for ``scopes``, or ``None``."""
+        scheme, credentials = get_authorization_scheme_param(request.headers.get("Authorization"))
+        bearer = credentials if scheme.lower() == "bearer" and credentials else None
+        try:
+            self._guard().check(bearer or request.headers.get("X-API-Key") or None, scopes)
+        except HTTPException as denied:
+            return denied
+        return None
+
 
 def _replica_guard() -> Guard:
     """The :class:`Guard` of the Serve replica handling the request (the ingress holds one)."""
@@ -221,6 +236,21 @@ def _replica_guard() -> Guard:
 
 
 _authorize = Authorizer(_replica_guard)
+
+
+def denial(request: Request) -> HTTPException | None:
+    """The 401, 403 or 429 the API-key dependency of ``request``'s route gives it, or ``None`` (the
+    key passes, or the route needs none). For the answers FastAPI gives before it runs a route's
+    dependencies (a body that is not JSON), so that the key is checked first all the same. The
+    route's dependency is found by type: Serve pickles the app, so it is a copy of ``_authorize``."""
+    route = request.scope.get("route")
+    for declared in getattr(route, "dependencies", ()):
+        authorizer = getattr(declared, "dependency", None)
+        if isinstance(authorizer, Authorizer):
+            denied = authorizer.denial(request, getattr(declared, "scopes", None) or [])
+            if denied is not None:
+                return denied
+    return None
 
 
 def needs(scope: str) -> list[Any]:

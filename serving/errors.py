@@ -16,13 +16,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from ray.exceptions import RayActorError
 
 from recsys.engine import IncomingEvent
 from recsys.errors import ArtifactError, ConfigError, DataError
 from recsys.store import StoreError
+from serving.auth import denial
 from serving.schemas import EventIn
 
 MAX_BODY_BYTES = 1_000_000
@@ -104,6 +106,16 @@ def install_error_handlers(api: FastAPI) -> None:
     """Register the body-size limit and the mapping of Wayfinder errors to status codes."""
 
     api.add_middleware(BodyLimit)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        # A body that is not JSON fails before the route's dependencies run, the API-key check
+        # included: an unauthenticated caller gets the key's 401 (or 403, 429), not the 422.
+        if any(error.get("type") == "json_invalid" for error in exc.errors()):
+            denied = denial(request)
+            if denied is not None:
+                return await http_exception_handler(request, denied)
+        return await request_validation_exception_handler(request, exc)
 
     @api.exception_handler(ConfigError)
     @api.exception_handler(DataError)

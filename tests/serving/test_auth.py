@@ -154,6 +154,23 @@ def test_scopes_are_enforced_and_admin_implies_all(url: str, keys: dict[str, Any
     assert by_header.status_code == 200
 
 
+@pytest.mark.parametrize(("method", "path"), [("POST", "/v1/events"), ("PUT", "/v1/items/broken")])
+def test_a_body_that_is_not_json_is_authenticated_first(
+    url: str, keys: dict[str, Any], method: str, path: str
+) -> None:
+    """FastAPI parses the JSON body before the route's dependencies run; the key is checked first all
+    the same, so only a caller allowed to use the route learns what is wrong with its body."""
+    broken = {"data": b'{"user_id": "u1", "item_id": ', "headers": {"Content-Type": "application/json"}}
+    missing = call(method, f"{url}{path}", **broken)
+    assert missing.status_code == 401 and "API key" in missing.json()["detail"], missing.text
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    by_header = call(method, f"{url}{path}", headers={"X-API-Key": keys["reader"], **broken["headers"]},
+                     data=broken["data"])  # fmt: skip
+    assert by_header.status_code == 403 and "lacks scope" in by_header.json()["detail"], by_header.text
+    allowed = call(method, f"{url}{path}", keys["admin"], **broken)
+    assert allowed.status_code == 422 and allowed.json()["detail"][0]["type"] == "json_invalid", allowed.text
+
+
 def test_rate_limit_answers_429_with_retry_after(url: str, keys: dict[str, Any]) -> None:
     statuses = [
         call("GET", f"{url}/v1/users/rl/recommendations", keys["limited"]).status_code for _ in range(3)
