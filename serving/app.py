@@ -331,9 +331,10 @@ class Gateway(DemoRoutes):
         uid = self.pseudonym(user_id)
         running = self.experiments.active
         variant = await asyncio.to_thread(self.experiments.assign, uid) if running else None
-        page = self.rank(uid, k, category, excluded, variant)
-        self.served_later(page, variant)
-        items = [self.item_out(r) for r in page.items]
+        engine = self.experiments.engine(variant, sync=False)  # recommend syncs it from its one read
+        page = self.rank(engine, uid, k, category, excluded)
+        engine.served_later(page)  # counted after answering, batched by the engine's thread
+        items = [self.item_out(r, engine) for r in page.items]  # ids as the ranking engine knows them
         request_id = uuid.uuid4().hex
         if variant is not None:  # the exposure is durable before the client can act on it
             shown = [i.item_id for i in items]
@@ -362,23 +363,18 @@ class Gateway(DemoRoutes):
         )
 
     def rank(
-        self, user: str, k: int, categories: list[str] | None, exclude: list[str], variant: str | None
+        self, engine: Engine, user: str, k: int, categories: list[str] | None, exclude: list[str]
     ) -> Page:
         """Rank right here, on Serve's user-code loop: ranking is CPU-bound, so neither a worker
         thread nor ``@serve.batch`` helps (measured: the batch queue alone cost 0.2-0.3 ms of CPU
         per call, more than it saved; README, Serving latency)."""
         with store_errors_counted("recommend"):  # recommend syncs the catalogue from its one read
-            return self.experiments.engine(variant, sync=False).recommend(
-                user, k, include_categories=categories, exclude_item_ids=exclude
-            )
+            return engine.recommend(user, k, include_categories=categories, exclude_item_ids=exclude)
 
-    def served_later(self, page: Page, variant: str | None = None) -> None:
-        """Count the page for the journey policy and promotion caps after answering (the engine's
-        background thread writes it, batched, without an fsync)."""
-        self.experiments.engine(variant, sync=False).served_later(page)
-
-    def item_out(self, ranked: RankedItem) -> s.RecommendedItem:
-        engine = self.engine.engine
+    def item_out(self, ranked: RankedItem, engine: Engine | None = None) -> s.RecommendedItem:
+        """``ranked`` for the response, its id and content from ``engine`` (the one that ranked it;
+        the main engine by default): a variant's engine may have synced items the main one has not."""
+        engine = engine if engine is not None else self.engine.engine
         metadata = engine.space.metadata
         title = metadata.label(ranked.item) if metadata is not None else None
         categories = list(metadata.categories[ranked.item]) if metadata and metadata.categories else []
