@@ -53,6 +53,10 @@ PER_CLIENT = {1: 300, 16: 40, 64: 15}
 ROUNDS = 5
 """Each concurrency runs every endpoint this many times, the order rotated per round, and pools
 the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike."""
+REPLICAS = 1
+"""Ingress replicas of each application (the floor's and each Wayfinder Gateway; ``--replicas``).
+One by default: on these 2 shared cores a second replica of each app cost every request more CPU
+(the proxy picks between replicas, and more processes share the cores) than it gained (measured)."""
 WARMUP = 20
 """Discarded requests before each round of each endpoint (at least one per client)."""
 POOL = 200
@@ -263,13 +267,13 @@ def requests_per_client(quick: bool, clients: list[int]) -> dict[int, int]:
 
 
 def measure_http(
-    bundle: Path, workdir: Path, per_client: dict[int, int], ryw_trials: int
+    bundle: Path, workdir: Path, per_client: dict[int, int], ryw_trials: int, replicas: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Start Ray and Serve, deploy the floor and Wayfinder, run the load generator; shut all down."""
     import ray
     from ray import serve
 
-    from benchmarks._trivial_app import app as floor_app
+    from benchmarks._trivial_app import Ping
     from jobs._ray import init_ray
     from serving.app import ServingArgs, build_app
 
@@ -287,12 +291,15 @@ def measure_http(
         serve.start(
             http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 30}, logging_config=quiet
         )
-        serve.run(floor_app, name="floor", route_prefix="/floor", logging_config=quiet)
+        floor = Ping.options(num_replicas=replicas).bind()  # type: ignore[attr-defined]
+        serve.run(floor, name="floor", route_prefix="/floor", logging_config=quiet)
         lifecycle["serve.start + floor app"] = time.perf_counter() - started
         started = time.perf_counter()
         store = fresh_db(workdir / "serving.db")
         serve.run(
-            build_app(ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{store}")),
+            build_app(
+                ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{store}", gateway_replicas=replicas)
+            ),
             name="wayfinder",
             route_prefix="/",
             logging_config=quiet,
@@ -300,7 +307,12 @@ def measure_http(
         lifecycle["Wayfinder app"] = time.perf_counter() - started
         started = time.perf_counter()
         hop_store = fresh_db(workdir / "serving-hop.db")
-        hop_args = ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{hop_store}", event_path="updater")
+        hop_args = ServingArgs(
+            bundle=str(bundle),
+            store_url=f"sqlite:///{hop_store}",
+            event_path="updater",
+            gateway_replicas=replicas,
+        )
         serve.run(build_app(hop_args), name="wayfinder-hop", route_prefix="/hop", logging_config=quiet)
         lifecycle["Wayfinder app (events via the updater)"] = time.perf_counter() - started
         plan = {
@@ -338,6 +350,13 @@ def measure_http(
 
 
 # ------------------------------------------------------------------------------------------ report
+def _replicas_text(replicas: int) -> str:
+    """How many ingress replicas each application ran, for the report."""
+    if replicas == 1:
+        return "Each app's ingress (the floor's `Ping`, each `Gateway`) ran one replica."
+    return f"Each app's ingress (the floor's `Ping`, each `Gateway`) ran {replicas} replicas."
+
+
 def render(results: dict[str, Any]) -> str:
     cells = results["http"]["cells"]
     floors: dict[str, str] = FLOORS
@@ -364,7 +383,9 @@ def render(results: dict[str, Any]) -> str:
         "store, WAL, `synchronous=FULL`; the Gateway ranks inline and applies events in its own "
         "replica, `@serve.batch` on events, one durable commit per batch) and, at `/hop`, the same app "
         "with `event_path=updater` (each POST is a handle call to the EmbeddingUpdater deployment: the "
-        "other shape of the event path, its own SQLite file). The load generator is a separate process "
+        "other shape of the event path, its own SQLite file). "
+        f"{_replicas_text(results.get('replicas', REPLICAS))} "
+        "The load generator is a separate process "
         "(asyncio + aiohttp, one keep-alive connection per client) but **shares the same 2 cores** with "
         "Ray's proxy, the replicas and the GCS, so every latency here is an upper bound and throughput a "
         "lower bound. "
@@ -517,6 +538,12 @@ def main(argv: list[str] | None = None) -> None:
         default=list(CONCURRENCY),
         help="only these concurrencies (a partial run does not write BENCHMARKS.md)",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=REPLICAS,
+        help="ingress replicas of every application: the floor's and each Wayfinder Gateway",
+    )
     args = parser.parse_args(argv)
     for name, value in ENV.items():
         os.environ.setdefault(name, value)
@@ -530,13 +557,16 @@ def main(argv: list[str] | None = None) -> None:
         bundle, workdir, IN_PROCESS_CALLS // 10 if args.quick else IN_PROCESS_CALLS
     )
     per_client = requests_per_client(args.quick, args.clients)
-    http, lifecycle = measure_http(bundle, workdir, per_client, 10 if args.quick else RYW_TRIALS)
+    http, lifecycle = measure_http(
+        bundle, workdir, per_client, 10 if args.quick else RYW_TRIALS, args.replicas
+    )
     if train_s is not None:
         lifecycle = {"bundle training": train_s, **lifecycle}
     results = {
         "machine": machine_facts(bundle, load_start),
         "per_client": per_client,
         "rounds": ROUNDS,
+        "replicas": args.replicas,
         "in_process": in_process,
         "http": http,
         "lifecycle": lifecycle,

@@ -19,10 +19,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.preprocess import add_address_argument
 from recsys.errors import ConfigError
+
+if TYPE_CHECKING:
+    from serving.config import Autoscaling
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="HTTP host")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port")
-    parser.add_argument("--replicas", type=int, default=1, help="gateway (ranker) replicas")
+    parser.add_argument(
+        "--replicas",
+        type=replicas_argument,
+        default=1,
+        help="gateway (ranker) replicas: a count (2), or MIN-MAX for Serve autoscaling between them (1-4)",
+    )
     parser.add_argument("--detach", action="store_true", help="deploy and return instead of serving here")
     parser.add_argument("--keys-file", help="API keys file (default: api-keys.json beside the store)")
     parser.add_argument("--no-auth", action="store_true", help="serve without API keys (an OPEN API)")
@@ -47,6 +55,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="update the running app in place to --model-version / the current champion, then return",
     )
     add_address_argument(parser)
+
+
+def replicas_argument(text: str) -> int | Autoscaling:
+    """``--replicas``: ``N`` replicas, or ``MIN-MAX`` (Serve autoscaling with the default targets)."""
+    from serving.config import Autoscaling
+
+    low, dash, high = text.partition("-")
+    try:
+        if not dash:
+            count = int(text)
+            if count < 1:
+                raise ValueError(text)
+            return count
+        return Autoscaling(min_replicas=int(low), max_replicas=int(high))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected N or MIN-MAX replicas (N >= 1), got {text!r}") from exc
 
 
 def admin_key(args: argparse.Namespace, store_url: str) -> tuple[str | None, str | None]:

@@ -48,7 +48,14 @@ from recsys.store import StoreError
 from recsys.store.base import ItemRecord
 from serving import schemas as s
 from serving.auth import Guard, needs
-from serving.config import ModelSwitch, ServingArgs, make_engine, make_experiments, serving_identity
+from serving.config import (
+    ModelSwitch,
+    ServingArgs,
+    make_engine,
+    make_experiments,
+    replica_options,
+    serving_identity,
+)
 from serving.demo import DemoRoutes
 from serving.demo import router as demo_router
 from serving.errors import install_error_handlers, to_incoming, within
@@ -516,8 +523,8 @@ def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     raw = config.model_dump(mode="json")
     _, version = resolve_serving_bundle(config.bundle, config.model_version)
     swap = {"user_config": {"model_version": version}, "version": _code_version(raw), "_internal": True}
-    updater = EmbeddingUpdater.options(num_replicas=config.updater_replicas, **swap).bind(raw)  # type: ignore[attr-defined]
-    gateway = Gateway.options(num_replicas=config.gateway_replicas, **swap)  # type: ignore[attr-defined]
+    updater = EmbeddingUpdater.options(**replica_options(config.updater_replicas), **swap).bind(raw)  # type: ignore[attr-defined]
+    gateway = Gateway.options(**replica_options(config.gateway_replicas), **swap)  # type: ignore[attr-defined]
     return gateway.bind(updater, raw)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path as FilePath
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -27,6 +27,60 @@ from serving.privacy import PrivacyConfig
 PROJECT_ROOT = FilePath(__file__).resolve().parents[1]
 
 
+class Autoscaling(BaseModel):
+    """Serve autoscaling of one deployment: between ``min_replicas`` and ``max_replicas``, Serve adds
+    replicas while the ongoing requests per replica (averaged over ``look_back_period_s``) stay above
+    ``target_ongoing_requests`` for ``upscale_delay_s``, and removes them once below it for
+    ``downscale_delay_s``. Every replica loads the bundle and reads the shared store, so a new one
+    answers like the others (read-your-writes holds across them).
+
+    Examples
+    --------
+    >>> Autoscaling(max_replicas=4).serve_options()["autoscaling_config"]["max_replicas"]
+    4
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(
+        default=1, ge=1, description="never fewer (not 0: a first request would wait for a bundle load)"
+    )
+    max_replicas: int = Field(ge=1, description="never more; about one per core the deployment may use")
+    target_ongoing_requests: float = Field(
+        default=4.0, gt=0, description="requests in flight per replica that Serve scales towards"
+    )
+    metrics_interval_s: float = Field(default=10.0, gt=0, description="how often the load is sampled")
+    look_back_period_s: float = Field(
+        default=30.0, gt=0, description="window the load is averaged over (longer than metrics_interval_s)"
+    )
+    upscale_delay_s: float = Field(default=30.0, ge=0, description="load above target this long: add")
+    downscale_delay_s: float = Field(default=600.0, ge=0, description="load below target this long: remove")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) exceeds max_replicas ({self.max_replicas})")
+        if self.look_back_period_s <= self.metrics_interval_s:
+            raise ValueError(
+                f"look_back_period_s ({self.look_back_period_s}) must exceed metrics_interval_s "
+                f"({self.metrics_interval_s}): the window must hold more than one sample"
+            )
+        return self
+
+    def serve_options(self) -> dict[str, object]:
+        """The deployment options that set it (``Deployment.options(**...)``)."""
+        return {"autoscaling_config": self.model_dump()}
+
+
+Replicas = Annotated[int, Field(ge=1)] | Autoscaling
+"""A deployment's replicas: a fixed count, or an :class:`Autoscaling` range."""
+
+
+def replica_options(replicas: int | Autoscaling) -> dict[str, object]:
+    """Serve deployment options for ``replicas``: ``num_replicas`` or an ``autoscaling_config``."""
+    return replicas.serve_options() if isinstance(replicas, Autoscaling) else {"num_replicas": replicas}
+
+
 class ServingArgs(BaseModel):
     """Arguments of :func:`build_app` (the ``args`` of the Serve config's application)."""
 
@@ -42,8 +96,12 @@ class ServingArgs(BaseModel):
         description="with a bundle registry as `bundle` (out/bundles): a version (v0002) or 'champion' "
         "(the default); swapped in place through the deployments' user_config",
     )
-    gateway_replicas: int = Field(default=1, ge=1)
-    updater_replicas: int = Field(default=1, ge=1)
+    gateway_replicas: Replicas = Field(
+        default=1, description="ingress + ranker replicas: a count, or an autoscaling range (Autoscaling)"
+    )
+    updater_replicas: Replicas = Field(
+        default=1, description="event-applying replicas: a count, or an autoscaling range (Autoscaling)"
+    )
     updater_timeout_s: float = Field(
         default=15.0, gt=0, description="answer 503 when the updater has not acknowledged events by then"
     )
