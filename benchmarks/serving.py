@@ -57,8 +57,8 @@ ROUNDS = 5
 the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike."""
 REPLICAS = 1
 """Ingress replicas of each application (the floor's and each Wayfinder Gateway; ``--replicas``).
-One by default: on these 2 shared cores a second replica of each app cost every request more CPU
-(the proxy picks between replicas, and more processes share the cores) than it gained (measured)."""
+One by default: on these 2 shared cores, two of each were no better in runs alternated with one
+(README, Serving latency)."""
 WARMUP = 20
 """Discarded requests before each round of each endpoint (at least one per client)."""
 POOL = 200

@@ -36,7 +36,7 @@ class Autoscaling(BaseModel):
 
     Examples
     --------
-    >>> Autoscaling(max_replicas=4).serve_options()["autoscaling_config"]["max_replicas"]
+    >>> replica_options(Autoscaling(max_replicas=4))["autoscaling_config"]["max_replicas"]
     4
     """
 
@@ -67,18 +67,17 @@ class Autoscaling(BaseModel):
             )
         return self
 
-    def serve_options(self) -> dict[str, object]:
-        """The deployment options that set it (``Deployment.options(**...)``)."""
-        return {"autoscaling_config": self.model_dump()}
-
 
 Replicas = Annotated[int, Field(ge=1)] | Autoscaling
 """A deployment's replicas: a fixed count, or an :class:`Autoscaling` range."""
 
 
 def replica_options(replicas: int | Autoscaling) -> dict[str, object]:
-    """Serve deployment options for ``replicas``: ``num_replicas`` or an ``autoscaling_config``."""
-    return replicas.serve_options() if isinstance(replicas, Autoscaling) else {"num_replicas": replicas}
+    """Serve deployment options (``Deployment.options(**...)``) for ``replicas``: ``num_replicas``,
+    or an ``autoscaling_config`` (never both: Serve refuses them together)."""
+    if isinstance(replicas, Autoscaling):
+        return {"autoscaling_config": replicas.model_dump()}
+    return {"num_replicas": replicas}
 
 
 class ServingArgs(BaseModel):

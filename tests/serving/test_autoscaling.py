@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -93,14 +93,12 @@ class Load:
             thread.join(timeout=60)
 
 
-def wait_for(condition: object, what: str) -> float:
-    """Seconds until ``condition()`` held (polled every 0.5 s), failing after :data:`TIMEOUT_S`."""
-    assert callable(condition)
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Until ``condition()`` holds (polled every 0.5 s), failing after :data:`TIMEOUT_S`."""
     started = time.monotonic()
     while not condition():
         assert time.monotonic() - started < TIMEOUT_S, f"{what}: not within {TIMEOUT_S} s"
         time.sleep(0.5)
-    return time.monotonic() - started
 
 
 def test_the_gateway_scales_out_under_load_and_back_in_when_it_stops(url: str) -> None:
