@@ -528,10 +528,16 @@ def build_app(args: dict[str, Any] | ServingArgs) -> Application:
     return gateway.bind(updater, raw)
 
 
+IN_PLACE_ARGS = frozenset({"model_version", "gateway_replicas", "updater_replicas"})
+"""Arguments that a re-deploy applies to the running replicas: the model version (through
+``reconfigure``) and the replica counts or autoscaling ranges (Serve adds or removes replicas)."""
+
+
 def _code_version(raw: dict[str, Any]) -> str:
-    """Serve's deployment version: the code and every argument but the model version, so that
-    re-running the app with only another model version reconfigures the replicas in place (Serve
-    restarts replicas whose version changed, and otherwise only calls ``reconfigure``)."""
-    fixed = {key: value for key, value in raw.items() if key != "model_version"}
+    """Serve's deployment version: the code and every argument but :data:`IN_PLACE_ARGS`, so that
+    re-running the app with only those changed keeps the running replicas (Serve restarts replicas
+    whose version changed; otherwise it calls ``reconfigure`` and scales to the new replica
+    settings)."""
+    fixed = {key: value for key, value in raw.items() if key not in IN_PLACE_ARGS}
     text = json.dumps({"args": fixed, "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

@@ -1,5 +1,6 @@
 """Serve autoscaling of the Gateway: under load Serve adds a replica, the new replica answers like
-the first (read-your-writes across both, over one store), and Serve removes it when the load stops."""
+the first (read-your-writes across both, over one store), and Serve removes it when the load stops.
+A re-deploy that changes only the replica setting scales the running app, keeping its replicas."""
 
 from __future__ import annotations
 
@@ -123,3 +124,20 @@ def test_the_gateway_scales_out_under_load_and_back_in_when_it_stops(url: str) -
     assert len(load.replicas) == 2
     wait_for(lambda: running_gateways() == 1, "back to one Gateway without load")
     assert session.get(f"{url}/v1/users/{user}/recommendations", timeout=30).status_code == 200
+
+
+def test_a_new_replica_setting_scales_the_running_app_in_place(
+    url: str, bundle: Path, tmp_path: Path
+) -> None:
+    from ray import serve
+
+    from serving.app import ServingArgs, build_app
+
+    first = requests.get(f"{url}/readyz", timeout=30).json()["details"]["replica"]
+    args = ServingArgs(bundle=str(bundle), store_url=f"sqlite:///{tmp_path}/store.db", gateway_replicas=2)
+    serve.run(build_app(args), name=APP, route_prefix="/")  # only the replica setting changed
+    assert running_gateways() == 2
+    session = requests.Session()
+    answered = {session.get(f"{url}/readyz", timeout=30).json()["details"]["replica"] for _ in range(40)}
+    assert first in answered  # the replica that ran before was kept, not restarted
+    assert len(answered) == 2
