@@ -3,11 +3,13 @@
 Same bundle (the serving benchmark's, ml-latest-small), same user states (200 users, half with 20
 events, each at three journey stages: 0, 2 and 5 pages since the last signal), same process: the
 base revision is extracted with ``git archive`` and imported beside the current package. Reports
-how many pages are identical and the microseconds per ``Ranker.recommend(k=10)``, the two rankers
-interleaved over several rounds so machine noise hits both alike. Writes the ``ranking-ab``
-section of BENCHMARKS.md.
+how many pages are identical (items, scores, provenance, explanations) and the microseconds per
+``Ranker.recommend(k=10)`` in two cases: the blend computed in the call, and the blend kept from an
+earlier call of the same state (``scored=``, as the engine does for repeat pages). The two
+rankers are interleaved over several rounds so machine noise hits both alike. Writes the
+``ranking-ab`` section of BENCHMARKS.md.
 
-    python -m benchmarks.ranking_ab [--base 93d47a7] [--workdir /tmp/wf-bench-serving]
+    python -m benchmarks.ranking_ab [--base 76f3963] [--workdir /tmp/wf-bench-serving]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from benchmarks.serving import ENV, POOL, SEED_EVENTS, SEED_TYPES, catalogue, en
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 5
 STAGES = (0, 2, 5)
+CASES = {"fresh": "blend computed in the call", "kept": "blend kept from an earlier call (repeat page)"}
 
 
 def states(bundle: Path, workdir: Path) -> list[bytes]:
@@ -98,24 +101,34 @@ def measure(base: str, workdir: Path) -> dict[str, Any]:
         ),
         "after": (Ranker(parts.space, parts.scorers, RankerConfig()), Filters, RequestContext(now=now)),
     }
-    pages: dict[str, list[list[int]]] = {}
-    for name, (ranker, filters, context) in rankers.items():
-        pages[name] = [
-            [r.item for r in ranker.recommend(UserState.from_bytes(b), 10, filters(), context)] for b in blobs
-        ]
     parsed = [UserState.from_bytes(b) for b in blobs]
-    samples: dict[str, list[int]] = {name: [] for name in rankers}
+    kept = {name: [ranker.scores(state) for state in parsed] for name, (ranker, _, _) in rankers.items()}
+
+    def page(name: str, case: str, index: int) -> list[Any]:
+        ranker, filters, context = rankers[name]
+        scored = kept[name][index] if case == "kept" else None
+        return ranker.recommend(parsed[index], 10, filters(), context, scored=scored)
+
+    def content(ranked: list[Any]) -> list[tuple[Any, ...]]:
+        return [(r.item, r.score, r.provenance, r.explanation, r.because, r.campaign_id) for r in ranked]
+
+    identical = {
+        case: sum(
+            content(page("before", case, i)) == content(page("after", case, i)) for i in range(len(parsed))
+        )
+        for case in CASES
+    }
+    samples: dict[tuple[str, str], list[int]] = {(name, case): [] for case in CASES for name in rankers}
     for _ in range(ROUNDS):
-        for name, (ranker, filters, context) in rankers.items():
-            for state in parsed:
+        for name, case in samples:
+            for index in range(len(parsed)):
                 started = time.perf_counter_ns()
-                ranker.recommend(state, 10, filters(), context)
-                samples[name].append(time.perf_counter_ns() - started)
-    identical = sum(a == b for a, b in zip(pages["before"], pages["after"], strict=True))
+                page(name, case, index)
+                samples[name, case].append(time.perf_counter_ns() - started)
     stats = {}
-    for name, values in samples.items():
+    for (name, case), values in samples.items():
         ordered = sorted(values)
-        stats[name] = {
+        stats[f"{name}, {case}"] = {
             "min_us": ordered[0] / 1e3,
             "median_us": ordered[len(ordered) // 2] / 1e3,
             "p90_us": ordered[int(0.9 * len(ordered))] / 1e3,
@@ -139,9 +152,13 @@ def render(result: dict[str, Any]) -> str:
             f"since the last signal), interleaved over {ROUNDS} rounds in one process; load average "
             f"{result['load']:.1f} (shared machine: the minimum is the least disturbed).",
             "",
-            f"**Identical pages: {result['identical']} of {result['pages']}.**",
+            "**Identical pages** (items, scores, provenance, explanations): "
+            + ", ".join(
+                f"{n} of {result['pages']} with the {CASES[case]}" for case, n in result["identical"].items()
+            )
+            + ".",
             "",
-            "| ranker | min µs | median µs | p90 µs |",
+            "| ranker, blend | min µs | median µs | p90 µs |",
             "|---|---:|---:|---:|",
             *rows,
         ]
@@ -153,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--base", default="93d47a7", help="revision to compare with (default: before the change)"
+        "--base", default="76f3963", help="revision to compare with (default: before the change)"
     )
     parser.add_argument("--workdir", default="/tmp/wf-bench-serving")
     parser.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")

@@ -64,7 +64,8 @@ stored bytes on every read (a state another writer changed is decoded again); a 
 writes is kept as written (its pages and bytes match a decoded copy's; tests/unit/test_engine.py), and an
 update starts from a copy of it instead of a decode."""
 BLEND_BUDGET_BYTES = 48 * 2**20
-"""Memory for blended scores kept for ranking (about 160 users' at 10k items and 4 interests)."""
+"""Memory for blended scores kept for ranking, shortlists included (about 135 users' at 10k items
+and 4 interests)."""
 MAX_RETRIES = 16
 
 

@@ -7,7 +7,7 @@ and ``prior`` have the same scale and the confidence ``c`` alone sets their bala
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,6 +61,36 @@ def interest_directions(state: UserState) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
+class Shortlist:
+    """What a page that filters out only the seen items reads from a blend, kept with the blend.
+
+    * ``top``: the best unseen rows by score, best first (ties: lower row first), as many as the
+      ranker's pool and promotions can ask for; ``groups``: the closest interest of each;
+    * ``cosines``: the cosine of every pair of the first ``pool_size`` of them (the pool of a page
+      without promotions);
+    * ``touched``: the regions of the seen items (a lookup table over region ids, -1 last);
+    * ``nearest``: the first unseen rows outside those regions whose affinity reaches the ranker's
+      ``adjacent_min_similarity``, by affinity, highest first (ties: lower row first);
+    * ``behind``: the signal items behind each item explained so far (filled as pages explain them).
+
+    Rows index the blend's arrays.
+    """
+
+    top: np.ndarray
+    groups: np.ndarray
+    cosines: np.ndarray
+    nearest: np.ndarray
+    touched: np.ndarray
+    behind: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, about (the arrays; ``behind`` grows to some 100 bytes per item of ``top``)."""
+        arrays = (self.top, self.groups, self.cosines, self.nearest, self.touched)
+        return sum(a.nbytes for a in arrays) + 100 * self.top.size
+
+
+@dataclass(frozen=True)
 class Blended:
     """Scores of the scored items (``items``; ``None`` = the whole catalogue, in index order).
 
@@ -78,12 +108,14 @@ class Blended:
     interest_scores: np.ndarray | None
     confidence: float
     signal_rows: tuple[tuple[ItemItemScorer, SignalRows], ...] = ()
+    shortlist: Shortlist | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held by the arrays (for caches that keep blends)."""
         arrays = (self.items, self.scores, self.personal, self.prior, self.affinity, self.interest_scores)
-        return sum(a.nbytes for a in arrays if a is not None)
+        listed = self.shortlist.nbytes if self.shortlist is not None else 0
+        return listed + sum(a.nbytes for a in arrays if a is not None)
 
     def interest(self, rows: np.ndarray) -> np.ndarray:
         """The closest interest (index; the lowest on ties) of each of ``rows``; ``-1`` without any."""
@@ -95,6 +127,16 @@ class Blended:
     def items_of(self, rows: np.ndarray) -> np.ndarray:
         """The items at ``rows`` of the scored arrays."""
         return rows if self.items is None else self.items[rows]
+
+    def rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`row` of each of ``items``: ``(rows, scored)``, ``rows`` meaningful where ``scored``."""
+        items = np.asarray(items, dtype=np.int64)
+        if self.items is None:
+            return items, (items >= 0) & (items < self.scores.size)
+        if not self.items.size:
+            return np.zeros(items.size, dtype=np.int64), np.zeros(items.size, dtype=bool)
+        rows = np.minimum(np.searchsorted(self.items, items), self.items.size - 1)
+        return rows, self.items[rows] == items
 
     def row(self, item: int) -> int | None:
         """Position of ``item`` in the scored arrays, or ``None`` when it was not scored."""

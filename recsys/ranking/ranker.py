@@ -11,6 +11,12 @@
    (``adjacent_min_similarity``) but in a region the user has not touched yet.
 5. **Explain**: provenance and the signal items behind each item.
 
+A warm user's blend carries a :class:`~recsys.ranking._scoring.Shortlist`, computed with it: the
+rows that every page filtering out only the seen items reads (the pool and its cosines, the
+explanations' signal items, the adjacent candidates), so that such a page, the usual one, reads a
+few hundred rows and not the whole catalogue while the blend is kept (``Engine``); the pages are
+the same as without it.
+
 A user with no signal yet gets the same page for the same inputs (the cold journey stage, the
 prior row of their count, no seen items, no campaigns without an interest), so the ranker keeps
 those pages, per ``(k, count, categories)``, for its lifetime; a new space or new campaigns come
@@ -22,6 +28,7 @@ with a new ranker (:meth:`with_space`, ``Engine.sync``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,13 +36,18 @@ from recsys.embeddings.space import EmbeddingSpace
 from recsys.embeddings.state import UserState
 from recsys.errors import ConfigError
 from recsys.ranking._explain import Explainer
-from recsys.ranking._scoring import Blended, PriorCache, blend, interest_directions
+from recsys.ranking._scoring import Blended, PriorCache, Shortlist, blend, interest_directions
 from recsys.ranking.config import Campaign, Filters, RankedItem, RankerConfig, RequestContext
 from recsys.ranking.filters import allowed_items
 from recsys.ranking.intent import intent_summary
 from recsys.ranking.item_item import ItemItemScorer
 from recsys.ranking.rerank import mmr
 from recsys.ranking.retrieval import IVFIndex, top_indices
+
+NEAREST = 256
+"""Adjacent candidates a blend's shortlist keeps in affinity order (a page takes the first
+``4 * count`` of them outside the page's regions, and reads all the near rows only when these
+hold fewer)."""
 
 MAX_COLD_PAGES = 1024
 """Zero-history pages a ranker keeps (one per ``k``, prior row and category filter asked for)."""
@@ -50,6 +62,12 @@ def _cold_key(state: UserState, k: int, filters: Filters) -> tuple[int, int, tup
         return None
     categories = None if filters.include_categories is None else tuple(sorted(filters.include_categories))
     return k, state.positives, categories
+
+
+def _only_seen(filters: Filters) -> bool:
+    """Whether ``filters`` drop the seen items and nothing else (the filters of a shortlist)."""
+    rules = filters.allow is not None or len(filters.deny) or filters.include_categories is not None
+    return filters.exclude_seen and not (rules or filters.exclude_categories or filters.attribute_ranges)
 
 
 class Ranker:
@@ -118,14 +136,36 @@ class Ranker:
         return list(page)
 
     def scores(self, state: UserState) -> Blended:
-        """The blended scores :meth:`recommend` ranks ``state`` by (read-only arrays)."""
+        """The blended scores :meth:`recommend` ranks ``state`` by (read-only arrays), with the
+        :class:`Shortlist` of a page that filters out only the seen items (the usual page: it then
+        reads the few rows it needs, not the whole catalogue)."""
         scored = blend(
             self.space, state, self.scorers, self.config.blend, self._ann_candidates(state), self._prior
         )
+        scored = replace(scored, shortlist=self._shortlist(state, scored))
         for array in (scored.items, scored.scores, scored.personal, scored.prior, scored.affinity):
             if array is not None:
                 array.flags.writeable = False
         return scored
+
+    def _shortlist(self, state: UserState, scored: Blended) -> Shortlist:
+        """The blend's :class:`Shortlist`: what :meth:`_rank` would compute for every page that
+        filters out only the seen items, computed the same way, once."""
+        allowed = self._allowed(Filters(), state, scored)
+        top = self._top(scored, allowed, self.config.pool_size + self.config.max_promotions)
+        vectors = self.space.unit[scored.items_of(top[: self.config.pool_size])]
+        near, touched = self._near(scored, allowed), self._touched(state)
+        fresh = near[~touched[self.space.regions[scored.items_of(near)]]]
+        listed = Shortlist(
+            top=top,
+            groups=scored.interest(top),
+            cosines=vectors @ vectors.T,
+            nearest=fresh[top_indices(scored.affinity[fresh], NEAREST)],  # ties: lower row first
+            touched=touched,
+        )
+        for array in (listed.top, listed.groups, listed.cosines, listed.nearest, listed.touched):
+            array.flags.writeable = False
+        return listed
 
     def _rank(
         self,
@@ -137,30 +177,30 @@ class Ranker:
     ) -> list[RankedItem]:
         context = request_context if request_context is not None else RequestContext()
         space = self.space
-        mask = allowed_items(filters, state, space.n_items, space.metadata)
         stage = self.config.journey.stage(state)
         scored = scored if scored is not None else self.scores(state)
-        allowed = mask if scored.items is None else mask[scored.items]  # per row of the scored arrays
-        scores = np.where(allowed, scored.scores, -np.inf)
+        # Only the seen items filtered out: the blend's shortlist holds what this page reads.
+        listed = scored.shortlist if _only_seen(filters) else None
+        allowed = self._allowed(filters, state, scored) if listed is None else None
 
-        promoted = self._promotions(state, mask, context)
+        promoted = self._promotions(state, filters, context)
         taken = {item for item, _, _ in promoted}
         n_explore = round(stage.explore_share * k) if state.has_signal else 0
         n_exploit = max(k - len(promoted) - n_explore, 0)
-        pool = top_indices(scores, self.config.pool_size + len(taken))
-        pool = pool[~np.isin(scored.items_of(pool), list(taken))]
+        pool, groups, cosines = self._pool(scored, listed, allowed, taken)
         pool_items = scored.items_of(pool)
         exploit = mmr(
-            pool_items, scores[pool], space.unit, n_exploit, stage.mmr_lambda,
+            pool_items, scored.scores[pool], space.unit, n_exploit, stage.mmr_lambda,
             regions=space.regions, max_per_region=stage.max_per_region,
-            groups=scored.interest(pool), quotas=self._quotas(state, n_exploit),
+            groups=groups, quotas=self._quotas(state, n_exploit), cosines=cosines,
         )  # fmt: skip
-        explore = self._explore(state, scored, allowed, set(exploit) | taken, n_explore)
+        explore = self._explore(state, scored, listed, allowed, taken | set(exploit), n_explore)
         if len(exploit) + len(explore) + len(promoted) < k:  # not enough adjacent items: exploit more
             extra = [int(i) for i in pool_items if int(i) not in set(exploit) | set(explore)]
             exploit += extra[: k - len(exploit) - len(explore) - len(promoted)]
 
-        explainer = Explainer(space, state, scored, exploit)
+        others = explore + [item for item, _, _ in promoted]
+        explainer = Explainer(space, state, scored, exploit, others, listed.behind if listed else {})
 
         def score_of(item: int) -> float:
             row = scored.row(item)
@@ -205,6 +245,37 @@ class Ranker:
         return intent_summary(self.space, state, self.config)
 
     # ------------------------------------------------------------------ steps
+    def _allowed(self, filters: Filters, state: UserState, scored: Blended) -> np.ndarray:
+        """:func:`allowed_items` per row of the scored arrays."""
+        mask = allowed_items(filters, state, self.space.n_items, self.space.metadata)
+        return mask if scored.items is None else mask[scored.items]
+
+    @staticmethod
+    def _top(scored: Blended, allowed: np.ndarray, count: int) -> np.ndarray:
+        """The best ``count`` allowed rows by score, best first (ties: lower row first)."""
+        return top_indices(np.where(allowed, scored.scores, -np.inf), count)
+
+    def _near(self, scored: Blended, allowed: np.ndarray) -> np.ndarray:
+        """The allowed rows (ascending) whose affinity reaches ``adjacent_min_similarity``."""
+        return np.flatnonzero(allowed & (scored.affinity >= self.config.adjacent_min_similarity))
+
+    def _pool(
+        self, scored: Blended, listed: Shortlist | None, allowed: np.ndarray | None, taken: set[int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The exploit pool (rows): the best ``pool_size`` allowed rows not ``taken`` by a promotion;
+        their closest interests; their pairwise cosines when the shortlist has them."""
+        size = self.config.pool_size + len(taken)
+        if listed is not None:  # its first rows are the same as a fresh top_indices'
+            pool = listed.top[:size]
+            if not taken:
+                return pool, listed.groups[: pool.size], listed.cosines
+        else:
+            assert allowed is not None
+            pool = self._top(scored, allowed, size)
+        if taken:
+            pool = pool[~np.isin(scored.items_of(pool), list(taken))]
+        return pool, scored.interest(pool), None
+
     def _ann_candidates(self, state: UserState) -> np.ndarray | None:
         if self._index is None:
             return None
@@ -220,17 +291,18 @@ class Ranker:
 
     def _quotas(self, state: UserState, slots: int) -> dict[int, int]:
         """Exploit slots reserved per interest (index), proportional to the interest shares."""
-        shares = state.shares()
+        shares = state.shares().tolist()
         strong = [k for k, share in enumerate(shares) if share >= self.config.min_interest_share]
         if len(strong) < 2 or self.config.interest_quota == 0:
             return {}
         return {k: max(1, int(self.config.interest_quota * shares[k] * slots)) for k in strong}
 
     def _promotions(
-        self, state: UserState, mask: np.ndarray, context: RequestContext
+        self, state: UserState, filters: Filters, context: RequestContext
     ) -> list[tuple[int, float, Campaign]]:
         if not self.campaigns or not state.interests or self.config.max_promotions == 0:
             return []
+        mask = allowed_items(filters, state, self.space.n_items, self.space.metadata)
         directions: np.ndarray | None = None  # the interest directions, once a campaign needs them
         chosen: list[tuple[int, float, Campaign]] = []
         for campaign in self.campaigns:
@@ -254,34 +326,53 @@ class Ranker:
                 chosen.append((int(items[best]), float(relevance[best]), campaign))
         return chosen
 
+    def _touched(self, state: UserState) -> np.ndarray:
+        """The regions of the user's seen items, as a lookup table over region ids: -1 (an item
+        without a region) indexes the last slot, which no other region uses."""
+        seen = np.fromiter(state.seen, dtype=np.int64, count=len(state.seen))
+        touched = np.zeros(self.space.centroids.shape[0] + 1, dtype=bool)
+        touched[self.space.regions[seen[seen < self.space.n_items]]] = True
+        return touched
+
     def _explore(
         self,
         state: UserState,
         scored: Blended,
-        allowed: np.ndarray,
+        listed: Shortlist | None,
+        allowed: np.ndarray | None,
         taken: set[int],
         count: int,
     ) -> list[int]:
+        """``count`` adjacent items: allowed, not ``taken``, close to an interest (affinity at least
+        ``adjacent_min_similarity``) and in a region the user has not touched (seen, or taken on this
+        page) while there are such items; the closest ``4 * count`` of them, diversified by MMR.
+        From the shortlist when the page has one, else from ``allowed``."""
         if count == 0 or not state.interests:
             return []
         space = self.space
-        items = scored.items  # None: the scored rows are the whole catalogue, in index order
-        regions = space.regions if items is None else space.regions[items]
+        touched = (listed.touched if listed is not None else self._touched(state)).copy()
         taken_items = np.fromiter(taken, dtype=np.int64, count=len(taken))
-        seen = np.fromiter(state.seen, dtype=np.int64, count=len(state.seen))
-        # The regions the user touched, as a lookup table over region ids: -1 (an item without a
-        # region) indexes the last slot, which no other region uses.
-        touched = np.zeros(space.centroids.shape[0] + 1, dtype=bool)
-        touched[space.regions[seen[seen < space.n_items]]] = True
         touched[space.regions[taken_items]] = True
-        near = allowed & (scored.affinity >= self.config.adjacent_min_similarity)
-        if items is None:
-            near[taken_items] = False
-        else:
-            near &= ~np.isin(items, taken_items)
-        near_rows = np.flatnonzero(near)  # ascending: ties keep their order
-        fresh_rows = near_rows[~touched[regions[near_rows]]]
-        candidates = fresh_rows if fresh_rows.size else near_rows
-        pool = candidates[top_indices(scored.affinity[candidates], 4 * count)]
-        return mmr(scored.items_of(pool), scored.affinity[pool], space.unit, count, 0.5,
-                   regions=space.regions, max_per_region=1)  # fmt: skip
+        blocked = np.zeros(space.n_items, dtype=bool)
+        blocked[taken_items] = True
+
+        def usable(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """``rows`` not taken, and those of them in untouched regions (in the same order)."""
+            rows = rows[~blocked[scored.items_of(rows)]]
+            return rows, rows[~touched[space.regions[scored.items_of(rows)]]]
+
+        wanted = 4 * count
+        if listed is not None:
+            _, fresh = usable(listed.nearest)
+            if fresh.size >= wanted:  # the nearest rows hold the closest fresh ones, in order
+                return self._adjacent(scored, fresh[:wanted], count)
+            allowed = self._allowed(Filters(), state, scored)  # the shortlist's filters
+        assert allowed is not None
+        rows, fresh = usable(self._near(scored, allowed))
+        candidates = fresh if fresh.size else rows
+        return self._adjacent(scored, candidates[top_indices(scored.affinity[candidates], wanted)], count)
+
+    def _adjacent(self, scored: Blended, pool: np.ndarray, count: int) -> list[int]:
+        """``count`` of the ``pool`` rows by MMR on affinity, one per region while others remain."""
+        return mmr(scored.items_of(pool), scored.affinity[pool], self.space.unit, count, 0.5,
+                   regions=self.space.regions, max_per_region=1)  # fmt: skip

@@ -26,6 +26,7 @@ def mmr(
     max_per_region: int | None = None,
     groups: np.ndarray | None = None,
     quotas: dict[int, int] | None = None,
+    cosines: np.ndarray | None = None,
 ) -> list[int]:
     """Select ``count`` of ``candidates`` (item indices, best first) by MMR.
 
@@ -33,6 +34,7 @@ def mmr(
     ``max_per_region``, at most that many items of one region are taken while others remain.
     ``groups`` (aligned with ``candidates``) and ``quotas`` (group -> minimum count) guarantee each
     group its quota: once the slots left only cover the unmet quotas, only those groups compete.
+    ``cosines``: ``unit[candidates] @ unit[candidates].T``, when the caller has it.
 
     Examples
     --------
@@ -45,12 +47,15 @@ def mmr(
         raise ConfigError(f"mmr_lambda must be in [0, 1], got {mmr_lambda!r}")
     if count <= 0 or candidates.size == 0:
         return []
-    span = float(relevance.max() - relevance.min())
-    scaled = (relevance - relevance.min()) / span if span > 0 else np.ones_like(relevance, dtype=np.float64)
-    vectors = unit[candidates]
+    low = relevance.min()
+    span = float(relevance.max() - low)
+    scaled = (relevance - low) / span if span > 0 else np.ones_like(relevance, dtype=np.float64)
+    if cosines is None:
+        vectors = unit[candidates]
+        cosines = vectors @ vectors.T
     # ``(1 - lambda) * cos`` of every pair, once: a candidate's penalty is its max over the page (the
     # same numbers as scaling the max, since rounding a product by a non-negative is monotonic).
-    weighted = (1.0 - mmr_lambda) * (vectors @ vectors.T)
+    weighted = (1.0 - mmr_lambda) * cosines
     # The objective is ``relevance_part - penalty`` with -inf where a candidate may not be picked.
     # Rather than masking it every step, the -inf goes into the relevance part once, when a
     # candidate is taken (``relevance_part``) or its region fills (``capped_part``): -inf minus a
@@ -87,7 +92,7 @@ def mmr(
                 wanted = np.logical_or.reduce([group_masks[g] for g in needed]) & available
                 if wanted.any():
                     objective[~wanted] = -np.inf
-        best = int(np.argmax(objective))
+        best = int(objective.argmax())
         chosen.append(candidate_list[best])
         of = group_list[best] if unmet else None  # the group of the pick, when quotas count it
         if of in unmet:

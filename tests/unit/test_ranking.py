@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from recsys.ranking import (
     IVFIndex,
     JourneyConfig,
     JourneyStage,
+    RankedItem,
     Ranker,
     RankerConfig,
     RequestContext,
@@ -26,6 +28,9 @@ from recsys.ranking import (
     mmr,
     recall_at_k,
 )
+from recsys.ranking import ranker as ranker_module
+from recsys.ranking._explain import signal_sources
+from recsys.ranking._scoring import Blended
 from tests.unit.test_embeddings import PER_CLUSTER, planted_space
 
 
@@ -278,3 +283,119 @@ def test_recommend_from_kept_scores_equals_scoring_again(space: EmbeddingSpace) 
     for pages in (0, 2, 5):
         state.pages_since_signal = pages
         assert ranker.recommend(state, 10, scored=scored) == ranker.recommend(state, 10)
+
+
+def _pages_without_shortlist(ranker: Ranker, state: UserState, k: int, **kw: object) -> list[RankedItem]:
+    """The page computed over the whole catalogue: the blend without its shortlist."""
+    scored = ranker.scores(state)
+    return ranker.recommend(state, k, scored=dataclasses.replace(scored, shortlist=None), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_the_blend_shortlist_changes_no_page(sparse: bool) -> None:
+    """Pages that filter out only the seen items read the blend's shortlist (pool, its cosines
+    and groups, explanations, adjacent items); they equal the pages ranked over the whole catalogue,
+    for users with one to many interests, every journey stage, promotions and small catalogues."""
+    rng = np.random.default_rng(11 if sparse else 12)
+    space = planted_space(n_regions=12, seed=3)
+    matrix = (rng.random((space.n_items, space.n_items)) * (rng.random((space.n_items,) * 2) < 0.2)).astype(
+        np.float32
+    )
+    scorer = ItemItemScorer("m", matrix, half_life_events=3.0)
+    campaigns = (Campaign("c", items=tuple(range(0, 200, 7)), relevance_floor=0.1, per_user_cap=50, slot=1),)
+    configs = [  # without campaigns, every page reads the shortlist's pool; with them, some do
+        (RankerConfig(), ()),
+        (RankerConfig(pool_size=12, max_promotions=2, adjacent_min_similarity=-1.0), campaigns),
+    ]
+    kinds = ["like", "click", "view", "purchase", "dislike", "skip"]
+    compared = 0
+    for config, offers in configs:
+        ranker = Ranker(space, [scorer.pruned(30) if sparse else scorer], config, offers)
+        for user in range(24):
+            if user % 2:  # many signals anywhere
+                items = rng.integers(0, space.n_items, size=int(rng.integers(1, 60))).tolist()
+            else:  # a strong and a weak interest: the weak one's quota decides a slot
+                strong, weak = rng.choice(5, size=2, replace=False) * PER_CLUSTER
+                items = (strong + rng.integers(0, PER_CLUSTER, size=12)).tolist()
+                items[2::4] = (weak + rng.integers(0, PER_CLUSTER, size=3)).tolist()
+            state = liked(space, items, kind=kinds[user % len(kinds)])
+            for pages in (0, 2, 5):
+                state.pages_since_signal = pages
+                for k in (1, 10, 25):
+                    page = ranker.recommend(state, k)
+                    assert page == _pages_without_shortlist(ranker, state, k)
+                    compared += 1
+    assert compared == 2 * 24 * 3 * 3
+    # A request with another filter does not read the shortlist: the same page as a fresh ranking.
+    state = liked(space, [120, 121, 122])
+    filters = Filters(deny=[123, 124])
+    expected = _pages_without_shortlist(ranker, state, 10, filters=filters)
+    assert ranker.recommend(state, 10, filters) == expected
+
+
+def test_adjacent_items_read_all_near_rows_when_the_nearest_have_too_few_fresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page's adjacent items come from the shortlist's nearest rows (outside the seen items'
+    regions) when enough of them are outside the page's regions too; else from all the near rows:
+    the same items either way as ranking over the whole catalogue."""
+    space = planted_space(n_regions=40, seed=5)
+    ranker = Ranker(space, config=RankerConfig(adjacent_min_similarity=-1.0))
+    state = liked(space, list(range(120, 130)))
+    allowed = ~np.isin(np.arange(space.n_items), list(state.seen))
+    count = 3  # 12 candidates wanted
+    regions = space.regions.tolist()
+    cases = []
+    for limit in (40, 6):  # enough nearest rows; too few
+        monkeypatch.setattr(ranker_module, "NEAREST", limit)
+        scored = ranker.scores(state)
+        assert scored.shortlist is not None and scored.shortlist.nearest.size == limit
+        cases.append((scored, set()))
+    # Items on the page whose regions cover all but the last few nearest rows: too few left.
+    nearest = cases[0][0].shortlist.nearest.tolist()
+    spared = {regions[r] for r in nearest[-3:]}
+    covered = {regions[r] for r in nearest} - spared
+    taken = {next(i for i in range(space.n_items) if regions[i] == r and allowed[i]) for r in covered}
+    assert 0 < sum(regions[r] not in covered for r in nearest) < 4 * count
+    cases.append((cases[0][0], taken))
+    for scored, on_page in cases:
+        picked = ranker._explore(state, scored, scored.shortlist, None, on_page, count)
+        assert picked == ranker._explore(state, scored, None, allowed, on_page, count)
+        touched = {regions[i] for i in state.seen} | (covered if on_page else set())
+        assert len(picked) == count and not {regions[i] for i in picked} & touched
+
+
+def _signal_sources_by_loop(scored: Blended, items: list[int]) -> dict[int, list[int]]:
+    """The explanations' sources as a loop over scorers, items and signals summing into dicts."""
+    pulled: dict[int, dict[int, float]] = {item: {} for item in items}
+    for scorer, rows in scored.signal_rows:
+        sources, values = scorer.contributions_from(rows, np.asarray(items))
+        for column, item in enumerate(items):
+            for row, source in enumerate(sources.tolist()):
+                if values[row, column] > 0:
+                    pulled[item][source] = pulled[item].get(source, 0.0) + scorer.weight * values[row, column]
+    return {item: sorted(p, key=lambda s: -p[s])[:2] for item, p in pulled.items()}
+
+
+def test_signal_sources_sum_over_scorers_and_break_ties_by_first_contribution() -> None:
+    space = planted_space()
+    rng = np.random.default_rng(4)
+    dense = (rng.random((space.n_items, space.n_items)) * (rng.random((space.n_items,) * 2) < 0.3)).astype(
+        np.float32
+    )
+    twin = dense.copy()
+    twin[7] = twin[9]  # two signals with equal rows: equal contributions, a tie to break
+    scorers = [
+        ItemItemScorer("a", twin, weight=1.0, half_life_events=None),
+        ItemItemScorer("b", dense, weight=0.5, half_life_events=2.0, max_history=3).pruned(40),
+    ]
+    ranker = Ranker(space, scorers)
+    # Repeated signals on 9, 7 and 3; "b" reads only the last three (so 9 and 7 tie in "a" alone).
+    state = liked(space, [9, 7, 3, 9, 7, 55, 120, 61, 3])
+    scored = ranker.scores(state)
+    items = list(range(0, 200, 3))
+    expected = _signal_sources_by_loop(scored, items)
+    assert signal_sources(scored, np.asarray(items)) == expected
+    assert any(len(v) == 2 for v in expected.values())
+    ties = [v for v in expected.values() if set(v) == {7, 9}]
+    assert ties and all(v == [9, 7] for v in ties)  # 9 contributed first (the older signal)
