@@ -295,7 +295,8 @@ def _pages_without_shortlist(ranker: Ranker, state: UserState, k: int, **kw: obj
 def test_the_blend_shortlist_changes_no_page(sparse: bool) -> None:
     """Pages that filter out only the seen items read the blend's shortlist (pool, its cosines
     and groups, explanations, adjacent items); they equal the pages ranked over the whole catalogue,
-    for users with one to many interests, every journey stage, promotions and small catalogues."""
+    for users with one to many interests, every journey stage, promotions, small pools and the IVF
+    path (the blend scores a subset of the catalogue)."""
     rng = np.random.default_rng(11 if sparse else 12)
     space = planted_space(n_regions=12, seed=3)
     matrix = (rng.random((space.n_items, space.n_items)) * (rng.random((space.n_items,) * 2) < 0.2)).astype(
@@ -306,6 +307,7 @@ def test_the_blend_shortlist_changes_no_page(sparse: bool) -> None:
     configs = [  # without campaigns, every page reads the shortlist's pool; with them, some do
         (RankerConfig(), ()),
         (RankerConfig(pool_size=12, max_promotions=2, adjacent_min_similarity=-1.0), campaigns),
+        (RankerConfig(exact_search_max_items=50, ann_probe=2, pool_size=12), ()),  # IVF: item subsets
     ]
     kinds = ["like", "click", "view", "purchase", "dislike", "skip"]
     compared = 0
@@ -319,13 +321,15 @@ def test_the_blend_shortlist_changes_no_page(sparse: bool) -> None:
                 items = (strong + rng.integers(0, PER_CLUSTER, size=12)).tolist()
                 items[2::4] = (weak + rng.integers(0, PER_CLUSTER, size=3)).tolist()
             state = liked(space, items, kind=kinds[user % len(kinds)])
+            subset = ranker.scores(state).items  # IVF: the blend scores a subset of the catalogue
+            assert (subset is not None and subset.size < space.n_items) == (ranker._index is not None)
             for pages in (0, 2, 5):
                 state.pages_since_signal = pages
                 for k in (1, 10, 25):
                     page = ranker.recommend(state, k)
                     assert page == _pages_without_shortlist(ranker, state, k)
                     compared += 1
-    assert compared == 2 * 24 * 3 * 3
+    assert compared == 3 * 24 * 3 * 3
     # A request with another filter does not read the shortlist: the same page as a fresh ranking.
     state = liked(space, [120, 121, 122])
     filters = Filters(deny=[123, 124])
