@@ -11,12 +11,14 @@ with the same ``event_id`` is safe.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Collection
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from ray.exceptions import RayActorError
@@ -102,6 +104,15 @@ class BodyLimit:
         await self.app(scope, receive, send)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped. A validation error echoes the input, which may
+    hold a lone surrogate (a JSON ``"\\ud800"`` escape of half a UTF-16 pair: valid JSON that
+    pydantic refuses as a string); it has no UTF-8 form, so the default rendering raised (a 500)."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def install_error_handlers(api: FastAPI) -> None:
     """Register the body-size limit and the mapping of Wayfinder errors to status codes."""
 
@@ -115,7 +126,7 @@ def install_error_handlers(api: FastAPI) -> None:
             denied = denial(request)
             if denied is not None:
                 return await http_exception_handler(request, denied)
-        return await request_validation_exception_handler(request, exc)
+        return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
     @api.exception_handler(ConfigError)
     @api.exception_handler(DataError)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MAX_BATCH_EVENTS = 1_000
 MAX_K = 200
@@ -17,7 +17,62 @@ MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 10_000
 
 
-class EventIn(BaseModel):
+def unencodable(value: Any, path: str = "") -> str | None:
+    r"""The path (``context.device``, ``tags[2]``) of the first string in ``value``, a key or a value
+    at any depth, that has no UTF-8 form; ``None`` when every string has one.
+
+    JSON can spell half of a UTF-16 surrogate pair (``"\ud800"``); Python decodes it to a lone
+    surrogate, which pydantic lets through plain ``str`` fields and no store can write.
+
+    >>> unencodable({"context": {"device": "tv", "x": ["ok", "\ud800"]}})
+    'context.x[1]'
+    >>> print(unencodable({"attributes": {"\udfff": 1.0}}))
+    attributes.\udfff
+    """
+    if isinstance(value, str):
+        return None if value.isascii() or _encodes(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key).encode("utf-8", "backslashreplace").decode("utf-8")  # the path is a message
+            where = f"{path}.{name}" if path else name
+            if isinstance(key, str) and not (key.isascii() or _encodes(key)):
+                return where
+            found = unencodable(item, where)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found = unencodable(item, f"{path}[{position}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class RequestBody(BaseModel):
+    """A JSON request body: every string in it, keys included, must have a UTF-8 form (422 naming
+    the field otherwise; such a string reached the store and failed there, as a 500)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = unencodable(data)
+        if where is not None:
+            raise ValueError(
+                f"{where}: a string holds a lone UTF-16 surrogate (an unpaired \\ud800-\\udfff escape), "
+                "which is not Unicode text; send valid UTF-8"
+            )
+        return data
+
+
+class EventIn(RequestBody):
     """One interaction event, in the schema of ``recsys/data/schema.py``."""
 
     model_config = ConfigDict(
@@ -105,7 +160,7 @@ class SimilarItems(BaseModel):
     items: list[RecommendedItem]
 
 
-class ItemIn(BaseModel):
+class ItemIn(RequestBody):
     """An item's content; projected into the embedding space, so it is recommendable at once."""
 
     model_config = ConfigDict(
@@ -128,7 +183,7 @@ class ItemOut(BaseModel):
     item_count: int
 
 
-class PromotionIn(BaseModel):
+class PromotionIn(RequestBody):
     """A campaign: its items are blended into pages only where relevant enough to the user."""
 
     model_config = ConfigDict(

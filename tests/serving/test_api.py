@@ -131,6 +131,39 @@ def test_malformed_and_oversized_requests_are_4xx(url: str) -> None:
     assert huge.status_code == 413
 
 
+LIKE = '"user_id":"U","item_id":"I","event_type":"like"'
+"""An event's required fields, ``U`` and ``I`` replaced by a fresh user and a known item."""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "field"),
+    [
+        ("POST", "/v1/events", '{"user_id":"U\\ud800","item_id":"I","event_type":"like"}', "user_id"),
+        ("POST", "/v1/events", '{"events":[{' + LIKE + ',"event_id":"\\udfff"}]}', "event_id"),
+        ("POST", "/v1/events", "{" + LIKE + ',"context":{"d":"\\ud83d"}}', "context.d"),
+        ("POST", "/v1/events", "{" + LIKE + ',"context":{"\\ud83d":"tv"}}', "context."),
+        ("PUT", "/v1/items/I", '{"title":"\\ud800 title","categories":["c0"]}', "title"),
+        ("PUT", "/v1/items/I", '{"title":"t","attributes":{"\\udc00":1.0}}', "attributes."),
+        ("POST", "/v1/promotions", '{"item_ids":["I","\\udc00"]}', "item_ids[1]"),
+    ],
+)
+def test_a_lone_surrogate_is_a_422(url: str, method: str, path: str, raw: str, field: str) -> None:
+    """JSON can escape half a UTF-16 pair (``"\\ud800"``): no UTF-8 form, so no store can write it.
+    Refused with a 422 naming the field, and nothing is stored (it was a 500, failing the other
+    requests of its ``@serve.batch`` too)."""
+    user, item = f"lone-{uuid.uuid4().hex[:6]}", f"lone-item-{uuid.uuid4().hex[:6]}"
+    some = items(url, "lone-viewer", k=1)["items"][0]["item_id"]
+    body = raw.replace('"U', f'"{user}').replace('"I"', f'"{some}"')
+    response = requests.request(
+        method, f"{url}{path.replace('/I', f'/{item}')}", data=body.encode("ascii"),
+        headers={"content-type": "application/json"}, timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 422, response.text
+    assert any(field in error["msg"] for error in response.json()["detail"]), response.text
+    assert requests.get(f"{url}/v1/users/{user}/intent", timeout=10).json()["n_signals"] == 0
+    assert requests.get(f"{url}/v1/items/{item}/similar", timeout=10).status_code == 404
+
+
 def items_status(url: str, **params: Any) -> int:
     return requests.get(f"{url}/v1/users/u/recommendations", params=params, timeout=10).status_code
 
