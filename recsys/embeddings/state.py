@@ -18,7 +18,9 @@ What a store persists per user (everything bounded):
   and ``Y^T C p`` are a cache rebuilt from the confidences on first use, never stored.
 
 ``to_dict`` gives plain JSON types (arrays as base64 of float32/float64 bytes, so the round trip is
-bit-exact); ``to_bytes`` is that JSON, zlib-compressed.
+bit-exact); ``to_bytes`` is that JSON, zlib-compressed (level :data:`COMPRESSION`). The JSON is
+written and read by pydantic-core (``to_json`` / ``from_json``): the same documents as the standard
+library's ``json`` reads and writes, several times faster (every event re-encodes its user's state).
 """
 
 from __future__ import annotations
@@ -30,11 +32,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pydantic_core
 
 from recsys.embeddings._codec import decode_array, encode_array
 from recsys.errors import ArtifactError
 
 FORMAT_VERSION = 1
+
+COMPRESSION = 1
+"""zlib level of :meth:`UserState.to_bytes`. Level 1 compresses a state of a few hundred signals
+about 2x faster than the default 6, for ~7% more bytes (any level decompresses the same way)."""
 
 
 @dataclass(eq=False)
@@ -226,15 +233,16 @@ class UserState:
             raise ArtifactError(f"malformed user state document: {exc!r}") from exc
 
     def to_bytes(self) -> bytes:
-        """Compressed JSON of :meth:`to_dict`."""
-        return zlib.compress(json.dumps(self.to_dict(), separators=(",", ":")).encode("utf-8"), 6)
+        """Compressed JSON of :meth:`to_dict` (non-finite floats as ``NaN`` / ``Infinity``, as the
+        standard library writes them)."""
+        return zlib.compress(pydantic_core.to_json(self.to_dict(), inf_nan_mode="constants"), COMPRESSION)
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> UserState:
         """Inverse of :meth:`to_bytes`."""
         try:
-            document = json.loads(zlib.decompress(payload).decode("utf-8"))
-        except (zlib.error, UnicodeDecodeError, ValueError) as exc:
+            document = pydantic_core.from_json(zlib.decompress(payload))
+        except (zlib.error, ValueError) as exc:
             raise ArtifactError(f"user state bytes are not a compressed JSON document: {exc}") from exc
         return cls.from_dict(document)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import zlib
 
 import numpy as np
 import pytest
@@ -248,6 +250,27 @@ def test_state_round_trip_is_exact(
         assert again == state and again.to_dict() == document
         assert UserState.from_bytes(state.to_bytes()) == state
         assert again.interests[0].total.tobytes() == state.interests[0].total.tobytes()
+
+
+def test_state_bytes_read_what_the_standard_json_wrote(space: EmbeddingSpace) -> None:
+    """States stored before the pydantic-core codec (stdlib ``json``, zlib level 6) decode to the
+    same state; ids beyond ASCII and non-finite floats survive the round trip both ways."""
+    updater = EmbeddingUpdater(space)
+    state = UserState("usér-\u2028-\U0001f600")
+    for step, item in enumerate([0, 25, 3, 29, 7]):
+        updater.apply(state, Event(item, "like", 1.7e9 + step, event_id=f"é-{step}"))
+    state.exposures["printemps-été"] = 1
+    state.evidence, state.last_signal_time = float("inf"), float("nan")
+    old = zlib.compress(json.dumps(state.to_dict(), separators=(",", ":")).encode("utf-8"), 6)
+    for payload in (old, state.to_bytes()):
+        again = UserState.from_bytes(payload)
+        assert again.to_dict().keys() == state.to_dict().keys()
+        assert json.dumps(again.to_dict()) == json.dumps(state.to_dict())  # NaN too, as text
+        assert math.isinf(again.evidence) and math.isnan(again.last_signal_time)
+    documents = [json.dumps(json.loads(zlib.decompress(payload))) for payload in (old, state.to_bytes())]
+    assert documents[0] == documents[1]
+    with pytest.raises(ArtifactError, match="compressed JSON"):
+        UserState.from_bytes(zlib.compress(b'{"format_version": 1, '))
 
 
 def test_state_rejects_other_format_versions() -> None:
