@@ -48,13 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 ML_SMALL = REPO / "data" / "ml-latest-small"
 
 CONCURRENCY = (1, 16, 64)
-PER_CLIENT = {1: 300, 16: 80, 64: 40}
-"""Requests per client over all rounds: 300 sequential, 16 x 80 = 1,280, 64 x 40 = 2,560. A round
+PER_CLIENT = {1: 600, 16: 160, 64: 80}
+"""Requests per client over all rounds: 600 sequential, 16 x 160 = 2,560, 64 x 80 = 5,120. A round
 needs several requests per client to reach a steady queue: with 3 (64 x 15 in 5 rounds) the first
 burst of 64 weighed on every round's p50, and one round's ratio ranged from 1.0x to 2.0x."""
-ROUNDS = 5
+ROUNDS = 10
 """Each concurrency runs every endpoint this many times, the order rotated per round, and pools
-the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike."""
+the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike. One
+round's ratio still ranges over +-0.2 on this shared machine; with 5 rounds the pooled ratio of one
+code moved by +-0.08 from run to run, so 10 rounds of the same length halve that variance."""
 REPLICAS = 1
 """Ingress replicas of each application (the floor's and each Wayfinder Gateway; ``--replicas``).
 One by default: on these 2 shared cores, two of each were no better in runs alternated with one
@@ -67,7 +69,7 @@ SEED_EVENTS = 20
 RYW_TRIALS = 50
 IN_PROCESS_CALLS = 2_000
 TARGET_RATIO = 1.5
-LOADGEN_TIMEOUT_S = 420
+LOADGEN_TIMEOUT_S = 900
 FLOOR = "trivial GET /floor/ping"
 FLOOR_POST = "trivial POST /floor/echo (1 event body)"
 GET = "GET /v1/users/{u}/recommendations?k=10"
