@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -133,7 +134,7 @@ class SQLiteDatabase:
                 self.path, timeout=self.busy_timeout_s, isolation_level=None, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            mode = self._wal_mode(conn)
             conn.execute(f"PRAGMA synchronous = {self.synchronous if durable else 'NORMAL'}")
         except sqlite3.Error as exc:
             raise self.error("opening", exc) from exc
@@ -145,6 +146,22 @@ class SQLiteDatabase:
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _wal_mode(self, conn: sqlite3.Connection) -> str:
+        """``PRAGMA journal_mode = WAL``, retried for up to ``busy_timeout_s`` while another
+        connection holds the lock. The pragma does not always wait through the busy timeout: when
+        several processes open a new file at once (replicas starting together), some got "database
+        is locked" at once (11 of 90 opens, six processes on each of 15 new files)."""
+        deadline = time.monotonic() + self.busy_timeout_s
+        pause = 0.001
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.05)
 
     @contextmanager
     def transaction(self, action: str, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
