@@ -56,7 +56,8 @@ ROUNDS = 10
 """Each concurrency runs every endpoint this many times, the order rotated per round, and pools
 the requests: a drift in the shared machine's load falls on the floor and on Wayfinder alike. One
 round's ratio still ranges over +-0.2 on this shared machine; with 5 rounds the pooled ratio of one
-code moved by +-0.08 from run to run, so 10 rounds of the same length halve that variance."""
+code moved by +-0.08 from run to run; 10 rounds of the same length pool twice the requests, which
+should halve that variance where rounds vary independently (the measured spread is in the README)."""
 REPLICAS = 1
 """Ingress replicas of each application (the floor's and each Wayfinder Gateway; ``--replicas``).
 One by default: on these 2 shared cores, two of each were no better in runs alternated with one

@@ -114,7 +114,7 @@ def test_sqlite_opened_by_several_processes_at_once(tmp_path: Path) -> None:
     "database is locked" at once, without waiting through busy_timeout_s (11 of 90 such opens
     failed: six processes on each of 15 new files)."""
     with ProcessPoolExecutor(6, mp_context=get_context("spawn")) as pool:
-        pool.submit(_open_at, str(tmp_path / "warm-up.db"), 0.0).result(timeout=60)  # imports done
+        pool.submit(_open_at, str(tmp_path / "warm-up.db"), 0.0).result(timeout=60)  # a worker is up first
         for n in range(20):
             start_at = time.time() + 0.2
             opened = [pool.submit(_open_at, str(tmp_path / f"s{n}.db"), start_at) for _ in range(6)]
